@@ -1,0 +1,140 @@
+/**
+ * The architecture table: every network blockdrop knows, as plain data.
+ * Like torchvision's `resnet.py`, depth is a row in a table, not a class.
+ */
+import { BlockdropError } from '../errors.js';
+
+/**
+ * How a stage's first block matches shapes when stride or width changes.
+ * - `downsampleB`: 2×2 average pool, then zero channels appended after the input channels
+ *   (felixgwu / BlockDrop's own CIFAR checkpoints).
+ * - `optionA`: stride-2 subsampling x[:, :, ::2, ::2], zero channels padded equally on both sides
+ *   (akamaster's CIFAR checkpoints).
+ * - `projection`: conv1x1(stride) + BN (torchvision ImageNet ResNets).
+ */
+export type ShortcutType = 'downsampleB' | 'optionA' | 'projection';
+
+export type BlockType = 'basic' | 'bottleneck';
+
+export interface ResNetConfig {
+  /** Table key, e.g. `resnet32`. */
+  readonly name: string;
+  readonly blockType: BlockType;
+  /** Residual blocks per stage; K = their sum. */
+  readonly blocksPerStage: readonly number[];
+  /** Planes per stage (output channels = planes × expansion). */
+  readonly widths: readonly number[];
+  /** Stride of each stage's first block. */
+  readonly strides: readonly number[];
+  readonly shortcut: ShortcutType;
+  readonly numClasses: number;
+  /** Square input side in pixels (32 for CIFAR). */
+  readonly inputSize: number;
+  /** Stem: 'cifar' = conv3x3(3→w0)+BN+ReLU; 'imagenet' = conv7x7 s2 + BN + ReLU + maxpool 3 s2. */
+  readonly stem: 'cifar' | 'imagenet';
+  /** Channels of the stem output. */
+  readonly stemWidth: number;
+}
+
+/** Per-channel input normalisation, in [0, 1] pixel units: x' = (x/255 − mean) / std. */
+export interface Normalization {
+  readonly name: 'cifar' | 'imagenet' | 'none';
+  readonly mean: readonly [number, number, number];
+  readonly std: readonly [number, number, number];
+}
+
+export const NORMALIZATIONS: Readonly<Record<Normalization['name'], Normalization>> = {
+  // BlockDrop's ResNet-32 (the only BlockDrop model trained with normalisation).
+  cifar: { name: 'cifar', mean: [125.3 / 255, 123.0 / 255, 113.9 / 255], std: [63.0 / 255, 62.1 / 255, 66.7 / 255] },
+  // akamaster's models and torchvision's ImageNet models.
+  imagenet: { name: 'imagenet', mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
+  // BlockDrop's ResNet-110: raw [0, 1] pixels.
+  none: { name: 'none', mean: [0, 0, 0], std: [1, 1, 1] },
+};
+
+export const CIFAR10_CLASSES: readonly string[] = [
+  'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
+];
+
+function cifar(depth: number, shortcut: ShortcutType, numClasses = 10): ResNetConfig {
+  const n = (depth - 2) / 6;
+  return {
+    name: `resnet${depth}`,
+    blockType: 'basic',
+    blocksPerStage: [n, n, n],
+    widths: [16, 32, 64],
+    strides: [1, 2, 2],
+    shortcut,
+    numClasses,
+    inputSize: 32,
+    stem: 'cifar',
+    stemWidth: 16,
+  };
+}
+
+/** CIFAR depths 6n+2 with BasicBlocks. ResNet-8 is BlockDrop's CIFAR policy backbone. */
+export const CIFAR_DEPTHS = [8, 20, 32, 44, 56, 110] as const;
+export type CifarDepth = (typeof CIFAR_DEPTHS)[number];
+
+/**
+ * A backbone preset: an architecture plus the input normalisation its pretrained weights expect.
+ * Names: `resnet{depth}` is the DownsampleB family (BlockDrop's checkpoints), `resnet{depth}a` is the
+ * option-A family (akamaster's checkpoints).
+ */
+export interface ModelPreset {
+  readonly arch: ResNetConfig;
+  readonly normalization: Normalization;
+  readonly description: string;
+}
+
+function buildPresets(): Map<string, ModelPreset> {
+  const presets = new Map<string, ModelPreset>();
+  for (const depth of CIFAR_DEPTHS) {
+    presets.set(`resnet${depth}`, {
+      arch: cifar(depth, 'downsampleB'),
+      // BlockDrop normalised only its ResNet-32; its ResNet-110 takes raw pixels.
+      normalization: depth === 32 ? NORMALIZATIONS.cifar : NORMALIZATIONS.none,
+      description: `CIFAR ResNet-${depth}, DownsampleB shortcut (BlockDrop / felixgwu checkpoints)`,
+    });
+    presets.set(`resnet${depth}a`, {
+      arch: { ...cifar(depth, 'optionA'), name: `resnet${depth}a` },
+      normalization: NORMALIZATIONS.imagenet,
+      description: `CIFAR ResNet-${depth}, option-A shortcut (akamaster checkpoints)`,
+    });
+  }
+  return presets;
+}
+
+export const PRESETS: ReadonlyMap<string, ModelPreset> = buildPresets();
+
+export function getPreset(name: string): ModelPreset {
+  const preset = PRESETS.get(name);
+  if (!preset) {
+    throw new BlockdropError(
+      `unknown architecture '${name}'; choose one of: ${[...PRESETS.keys()].join(', ')}`,
+    );
+  }
+  return preset;
+}
+
+/** Number of residual blocks K (one keep/drop decision each). */
+export function blockCount(arch: ResNetConfig): number {
+  return arch.blocksPerStage.reduce((a, b) => a + b, 0);
+}
+
+/** The policy network BlockDrop pairs with a backbone: ResNet-8 (DownsampleB) for CIFAR. */
+export function policyArchFor(backbone: ResNetConfig): ResNetConfig {
+  if (backbone.stem !== 'cifar') {
+    throw new BlockdropError(`no policy network is defined yet for the ${backbone.stem} stem`);
+  }
+  return { ...cifar(8, 'downsampleB'), name: 'policy-resnet8', numClasses: blockCount(backbone) };
+}
+
+/** Index of each block's stage and position: block t ↦ {stage, index}. Order: stage by stage. */
+export function blockPositions(arch: ResNetConfig): { stage: number; index: number }[] {
+  const out: { stage: number; index: number }[] = [];
+  arch.blocksPerStage.forEach((n, stage) => {
+    for (let index = 0; index < n; index++) out.push({ stage, index });
+  });
+  return out;
+}
