@@ -1,0 +1,73 @@
+import type { Command } from 'commander';
+import { initBackend } from '../../backend/index.js';
+import { loadCifar10, type CifarSplit } from '../../data/cifar.js';
+import { classifyImages } from '../../eval/classify.js';
+import { resnetFlops } from '../../models/flops.js';
+import { loadBackbone } from '../../models/load.js';
+import { ResNet } from '../../models/resnet.js';
+import { BlockdropError } from '../../errors.js';
+import { formatPercent, positiveInt, printJson } from '../output.js';
+import { progressBar } from '../progress.js';
+
+interface EvalOptions {
+  resnet: string;
+  arch?: string;
+  data?: string;
+  split: string;
+  limit?: number;
+  batchSize: number;
+  json?: boolean;
+}
+
+const SPLITS: readonly CifarSplit[] = ['test', 'val', 'train', 'trainval'];
+
+export function registerEval(program: Command): void {
+  program
+    .command('eval')
+    .description('accuracy, FLOPs and speed of a ResNet checkpoint on CIFAR-10')
+    .requiredOption('--resnet <checkpoint>', 'backbone checkpoint: PyTorch (.t7/.th/.pt, legacy or zip) or blockdrop safetensors')
+    .option('--arch <name>', 'architecture preset (detected from the checkpoint when omitted)')
+    .option('--data <dir>', 'CIFAR-10 directory (PNG sprites or binary batches)')
+    .option('--split <name>', `data split: ${SPLITS.join(', ')}`, 'test')
+    .option('--limit <n>', 'evaluate only the first n images', positiveInt('--limit'))
+    .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 128)
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (opts: EvalOptions) => {
+      if (!SPLITS.includes(opts.split as CifarSplit)) {
+        throw new BlockdropError(`unknown split '${opts.split}'; use one of ${SPLITS.join(', ')}`);
+      }
+      const backbone = await loadBackbone(opts.resnet, { arch: opts.arch });
+      await initBackend('wasm');
+      const set = await loadCifar10({ dataDir: opts.data, split: opts.split as CifarSplit });
+      const model = ResNet.fromWeights(backbone.arch, backbone.tensors);
+      const total = Math.min(opts.limit ?? set.count, set.count);
+      const bar = progressBar(`eval ${opts.split}`, total);
+      const result = await classifyImages(model, backbone.normalization, set, {
+        batchSize: opts.batchSize,
+        limit: opts.limit,
+        onProgress: (done) => bar.update(done),
+      });
+      bar.stop();
+      model.dispose();
+      const report = {
+        checkpoint: opts.resnet,
+        arch: backbone.preset,
+        normalization: backbone.normalization.name,
+        split: opts.split,
+        images: result.images,
+        correct: result.correct,
+        accuracy: result.accuracy,
+        flopsPerImage: resnetFlops(backbone.arch),
+        imagesPerSecond: result.imagesPerSecond,
+        seconds: result.seconds,
+        perClassAccuracy: result.perClassAccuracy,
+      };
+      if (opts.json) return printJson(report);
+      process.stdout.write(
+        `${backbone.preset} (${backbone.reason}) on ${result.images} ${opts.split} images\n` +
+          `  accuracy       ${formatPercent(result.accuracy)} (${result.correct}/${result.images})\n` +
+          `  FLOPs/image    ${report.flopsPerImage.toExponential(4)}\n` +
+          `  speed          ${result.imagesPerSecond.toFixed(0)} images/s\n`,
+      );
+    });
+}

@@ -1,0 +1,11 @@
+import type { Command } from 'commander';
+import { registerEval } from './eval.js';
+import { registerFlops } from './flops.js';
+import { registerInspect } from './inspect.js';
+
+/** Every CLI command, in the order `--help` lists them. */
+export function registerCommands(program: Command): void {
+  registerInspect(program);
+  registerEval(program);
+  registerFlops(program);
+}
