@@ -1,0 +1,263 @@
+/**
+ * A user's image for prediction: PNG or JPEG → RGB8 → 32×32 (area averaging), HWC.
+ */
+import { readFileSync } from 'node:fs';
+import { decode as decodePngData, encode as encodePngData, type DecodedPng } from 'fast-png';
+import jpeg from 'jpeg-js';
+import { BlockdropError } from '../errors.js';
+
+export interface DecodedImage {
+  /** 32×32×3 uint8, HWC, RGB. */
+  readonly rgb: Uint8Array;
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+}
+
+export interface DecodeImageOptions {
+  /** Refuse images with more pixels than this, in megapixels (default 50). */
+  readonly maxMegapixels?: number;
+  /** JPEG decoder memory bound in MB (default 1024). */
+  readonly maxMemoryMB?: number;
+  /** Output side (default 32). */
+  readonly size?: number;
+}
+
+const DEFAULT_MAX_MEGAPIXELS = 50;
+const DEFAULT_MAX_MEMORY_MB = 1024;
+
+function isPng(b: Uint8Array): boolean {
+  return b.length >= 8 && b[0] === 0x89 && b[1] === 0x50 && b[2] === 0x4e && b[3] === 0x47 && b[4] === 0x0d && b[5] === 0x0a;
+}
+function isJpeg(b: Uint8Array): boolean {
+  return b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;
+}
+
+function notAnImage(file: string, why: string): BlockdropError {
+  return new BlockdropError(`${file}: not a PNG or JPEG image (${why})`);
+}
+
+function tooLarge(file: string, width: number, height: number, limit: number): BlockdropError {
+  return new BlockdropError(
+    `${file}: image is too large (${width}×${height} = ${((width * height) / 1e6).toFixed(1)} megapixels, limit ${limit}); scale it down first`,
+  );
+}
+
+/** Reads and decodes a PNG or JPEG file to a 32×32 RGB8 image (see decodeImageBytes). */
+export function decodeImageFile(file: string, options: DecodeImageOptions = {}): DecodedImage {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    throw new BlockdropError(`${file}: cannot read the file (${err.code ?? err.message}); check the path`, { cause: e });
+  }
+  return decodeImageBytes(bytes, file, options);
+}
+
+/**
+ * Decodes PNG (any colour type and bit depth; palette, grey and 16-bit become RGB8; alpha is dropped, as PIL's
+ * convert('RGB') does) or JPEG, then resizes to size×size with area averaging when needed (aspect ratio is not
+ * kept, like torchvision Resize((32, 32))). `file` is only used in messages.
+ */
+export function decodeImageBytes(bytes: Uint8Array, file: string, options: DecodeImageOptions = {}): DecodedImage {
+  const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
+  const size = options.size ?? 32;
+  let full: { rgb: Uint8Array; width: number; height: number };
+  if (bytes.length === 0) throw notAnImage(file, 'empty file');
+  if (isPng(bytes)) {
+    full = decodePngToRgb(bytes, file, maxMegapixels);
+  } else if (isJpeg(bytes)) {
+    full = decodeJpegToRgb(bytes, file, maxMegapixels, options.maxMemoryMB ?? DEFAULT_MAX_MEMORY_MB);
+  } else {
+    const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    throw notAnImage(file, `starts with bytes ${head}`);
+  }
+  const rgb =
+    full.width === size && full.height === size ? full.rgb : resizeArea(full.rgb, full.width, full.height, size, size);
+  return { rgb, originalWidth: full.width, originalHeight: full.height };
+}
+
+function decodePngToRgb(
+  bytes: Uint8Array,
+  file: string,
+  maxMegapixels: number,
+): { rgb: Uint8Array; width: number; height: number } {
+  // IHDR is always the first chunk: check the size before inflating anything.
+  if (bytes.length >= 24) {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const w = view.getUint32(16);
+    const h = view.getUint32(20);
+    if (w * h > maxMegapixels * 1e6) throw tooLarge(file, w, h, maxMegapixels);
+  }
+  let png: DecodedPng;
+  try {
+    png = decodePngData(bytes);
+  } catch (e) {
+    throw notAnImage(file, `corrupt PNG: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const { width, height } = png;
+  if (width < 1 || height < 1) throw notAnImage(file, `PNG of size ${width}×${height}`);
+  try {
+    return { rgb: pngToRgb8(png), width, height };
+  } catch (e) {
+    throw notAnImage(file, `unsupported PNG: ${(e as Error).message}`);
+  }
+}
+
+/** Sample k of each row, for bit depths 1, 2, 4 (packed, rows padded to a byte), 8 and 16. */
+function sampleReader(png: DecodedPng, samplesPerPixel: number): (row: number, k: number) => number {
+  const { data, depth, width } = png;
+  if (depth >= 8) {
+    const perRow = width * samplesPerPixel;
+    return (row, k) => data[row * perRow + k]!;
+  }
+  const bytesPerRow = Math.ceil((width * samplesPerPixel * depth) / 8);
+  const mask = (1 << depth) - 1;
+  return (row, k) => {
+    const bit = k * depth;
+    const byte = data[row * bytesPerRow + (bit >> 3)]!;
+    return (byte >> (8 - depth - (bit & 7))) & mask;
+  };
+}
+
+function pngToRgb8(png: DecodedPng): Uint8Array {
+  const { width, height, depth, channels } = png;
+  const out = new Uint8Array(width * height * 3);
+  const read = sampleReader(png, channels);
+  if (png.palette) {
+    const palette = png.palette;
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        const entry = palette[read(y, x)];
+        if (!entry) throw new Error('palette index out of range');
+        const o = (y * width + x) * 3;
+        out[o] = entry[0]!;
+        out[o + 1] = entry[1]!;
+        out[o + 2] = entry[2]!;
+      }
+    }
+    return out;
+  }
+  const maxValue = (1 << depth) - 1;
+  const to8 =
+    depth === 8 ? (v: number) => v : depth === 16 ? (v: number) => Math.round(v / 257) : (v: number) => Math.round((v * 255) / maxValue);
+  const grey = channels === 1 || channels === 2;
+  if (!grey && channels !== 3 && channels !== 4) throw new Error(`${channels} channels`);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const o = (y * width + x) * 3;
+      const k = x * channels;
+      if (grey) {
+        const v = to8(read(y, k));
+        out[o] = v;
+        out[o + 1] = v;
+        out[o + 2] = v;
+      } else {
+        out[o] = to8(read(y, k));
+        out[o + 1] = to8(read(y, k + 1));
+        out[o + 2] = to8(read(y, k + 2));
+      }
+    }
+  }
+  return out;
+}
+
+function decodeJpegToRgb(
+  bytes: Uint8Array,
+  file: string,
+  maxMegapixels: number,
+  maxMemoryMB: number,
+): { rgb: Uint8Array; width: number; height: number } {
+  let img: { width: number; height: number; data: Uint8Array };
+  try {
+    img = jpeg.decode(bytes, {
+      useTArray: true,
+      formatAsRGBA: false,
+      maxResolutionInMP: maxMegapixels,
+      maxMemoryUsageInMB: maxMemoryMB,
+    });
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (/maxResolutionInMP|maxMemoryUsageInMB|allocate enough memory/.test(message)) {
+      throw new BlockdropError(`${file}: image is too large to decode (${message}); scale it down first`);
+    }
+    throw notAnImage(file, `corrupt JPEG: ${message}`);
+  }
+  if (img.width < 1 || img.height < 1) throw notAnImage(file, `JPEG of size ${img.width}×${img.height}`);
+  return { rgb: img.data, width: img.width, height: img.height };
+}
+
+/** Source ranges and weights of a 1-D box filter from n to m samples (each output averages its footprint). */
+function boxWeights(n: number, m: number): { start: Int32Array; weights: Float64Array[] } {
+  const start = new Int32Array(m);
+  const weights: Float64Array[] = [];
+  const scale = n / m;
+  for (let o = 0; o < m; o++) {
+    const a = o * scale;
+    const b = (o + 1) * scale;
+    const first = Math.floor(a);
+    const last = Math.min(n - 1, Math.ceil(b) - 1);
+    const w = new Float64Array(last - first + 1);
+    for (let s = first; s <= last; s++) w[s - first] = (Math.min(b, s + 1) - Math.max(a, s)) / scale;
+    start[o] = first;
+    weights.push(w);
+  }
+  return { start, weights };
+}
+
+/**
+ * Resizes RGB8 HWC by area averaging (box filter over each output pixel's footprint in the source; for
+ * enlargement this degenerates to a blend of the nearest pixels). Separable: rows first, then columns.
+ */
+export function resizeArea(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Uint8Array {
+  if (rgb.length !== width * height * 3) throw new RangeError(`resizeArea: ${rgb.length} bytes for ${width}×${height}×3`);
+  const wx = boxWeights(width, outWidth);
+  const wy = boxWeights(height, outHeight);
+  const tmp = new Float64Array(height * outWidth * 3);
+  for (let y = 0; y < height; y++) {
+    for (let ox = 0; ox < outWidth; ox++) {
+      const s0 = wx.start[ox]!;
+      const w = wx.weights[ox]!;
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let k = 0; k < w.length; k++) {
+        const i = (y * width + s0 + k) * 3;
+        r += rgb[i]! * w[k]!;
+        g += rgb[i + 1]! * w[k]!;
+        b += rgb[i + 2]! * w[k]!;
+      }
+      const t = (y * outWidth + ox) * 3;
+      tmp[t] = r;
+      tmp[t + 1] = g;
+      tmp[t + 2] = b;
+    }
+  }
+  const out = new Uint8Array(outWidth * outHeight * 3);
+  for (let oy = 0; oy < outHeight; oy++) {
+    const s0 = wy.start[oy]!;
+    const w = wy.weights[oy]!;
+    for (let ox = 0; ox < outWidth; ox++) {
+      let r = 0;
+      let g = 0;
+      let b = 0;
+      for (let k = 0; k < w.length; k++) {
+        const t = ((s0 + k) * outWidth + ox) * 3;
+        r += tmp[t]! * w[k]!;
+        g += tmp[t + 1]! * w[k]!;
+        b += tmp[t + 2]! * w[k]!;
+      }
+      const o = (oy * outWidth + ox) * 3;
+      out[o] = Math.min(255, Math.max(0, Math.round(r)));
+      out[o + 1] = Math.min(255, Math.max(0, Math.round(g)));
+      out[o + 2] = Math.min(255, Math.max(0, Math.round(b)));
+    }
+  }
+  return out;
+}
+
+/** Encodes RGB8 HWC as a PNG file's bytes. */
+export function encodePng(rgb: Uint8Array, width: number, height: number): Uint8Array {
+  if (rgb.length !== width * height * 3) throw new RangeError(`encodePng: ${rgb.length} bytes for ${width}×${height}×3`);
+  return encodePngData({ width, height, data: rgb, depth: 8, channels: 3 });
+}
