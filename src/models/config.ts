@@ -138,3 +138,61 @@ export function blockPositions(arch: ResNetConfig): { stage: number; index: numb
   });
   return out;
 }
+
+/** Output channels per input channel of a block: BasicBlock 1, Bottleneck 4. */
+export function blockExpansion(arch: ResNetConfig): number {
+  return arch.blockType === 'bottleneck' ? 4 : 1;
+}
+
+/** Spatial side of the stem output (input of the first stage). */
+export function stemOutputSize(arch: ResNetConfig): number {
+  if (arch.stem === 'cifar') return arch.inputSize;
+  // conv7x7 stride 2 pad 3, then maxpool 3x3 stride 2 pad 1.
+  const afterConv = Math.floor((arch.inputSize + 6 - 7) / 2) + 1;
+  return Math.floor((afterConv + 2 - 3) / 2) + 1;
+}
+
+/** What a block's shortcut computes. `identity` unless the block changes stride or width. */
+export type BlockShortcut = 'identity' | ShortcutType;
+
+/** Everything shape-related about one residual block, derived from the table. */
+export interface BlockLayout {
+  /** Policy index (stage-major). */
+  readonly t: number;
+  readonly stage: number;
+  readonly index: number;
+  readonly inChannels: number;
+  /** Width of the block's inner convs. */
+  readonly planes: number;
+  readonly outChannels: number;
+  readonly stride: number;
+  readonly inSize: number;
+  readonly outSize: number;
+  readonly shortcut: BlockShortcut;
+}
+
+/** The blocks in forward (= policy) order. Stride sits on the 3x3 conv (conv1 of a BasicBlock, conv2 of
+ *  a Bottleneck), so every block's output side is ⌊(in − 1) / stride⌋ + 1. */
+export function blockLayouts(arch: ResNetConfig): BlockLayout[] {
+  const expansion = blockExpansion(arch);
+  const out: BlockLayout[] = [];
+  let channels = arch.stemWidth;
+  let size = stemOutputSize(arch);
+  let t = 0;
+  arch.blocksPerStage.forEach((n, stage) => {
+    const planes = arch.widths[stage]!;
+    for (let index = 0; index < n; index++) {
+      const stride = index === 0 ? arch.strides[stage]! : 1;
+      const outChannels = planes * expansion;
+      const outSize = Math.floor((size - 1) / stride) + 1;
+      const changes = stride !== 1 || channels !== outChannels;
+      out.push({
+        t: t++, stage, index, inChannels: channels, planes, outChannels, stride,
+        inSize: size, outSize, shortcut: changes ? arch.shortcut : 'identity',
+      });
+      channels = outChannels;
+      size = outSize;
+    }
+  });
+  return out;
+}

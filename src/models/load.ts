@@ -34,6 +34,7 @@ export async function loadBackbone(path: string, options: LoadBackboneOptions = 
   const tensors = canonicalizeResNetKeys(checkpoint.tensors);
   let presetName = options.arch;
   let reason = 'given with --arch';
+  let detectedArch: ResNetConfig | undefined;
   const metaPreset = typeof checkpoint.meta?.['preset'] === 'string' ? (checkpoint.meta['preset'] as string) : undefined;
   if (!presetName && metaPreset) {
     presetName = metaPreset;
@@ -48,9 +49,11 @@ export async function loadBackbone(path: string, options: LoadBackboneOptions = 
     }
     presetName = detected.preset;
     reason = detected.reason;
+    detectedArch = detected.arch; // carries the class count found in the head
   }
   const preset = getPreset(presetName);
-  validateResNetWeights(preset.arch, tensors);
+  const arch = detectedArch ?? preset.arch;
+  validateResNetWeights(arch, tensors);
   const normalization = options.normalization ? NORMALIZATIONS[options.normalization] : preset.normalization;
-  return { preset: presetName, arch: preset.arch, normalization, tensors, reason, source: path };
+  return { preset: presetName, arch, normalization, tensors, reason, source: path };
 }
