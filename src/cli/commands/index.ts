@@ -1,11 +1,15 @@
 import type { Command } from 'commander';
+import { registerDeploy } from './deploy.js';
 import { registerEval } from './eval.js';
 import { registerFlops } from './flops.js';
 import { registerInspect } from './inspect.js';
+import { registerTrain } from './train.js';
 
 /** Every CLI command, in the order `--help` lists them. */
 export function registerCommands(program: Command): void {
   registerInspect(program);
   registerEval(program);
   registerFlops(program);
+  registerTrain(program);
+  registerDeploy(program);
 }

@@ -1,0 +1,83 @@
+import { basename } from 'node:path';
+import type { Command } from 'commander';
+import { decodeImageFile } from '../../data/image.js';
+import { exportBlockDrop } from '../../export/onnx.js';
+import { BlockDropModel } from '../../executor/model.js';
+import { CIFAR10_CLASSES, blockCount } from '../../models/config.js';
+import { loadBackbone } from '../../models/load.js';
+import { loadPolicyWeights } from '../../train/index.js';
+import { printJson } from '../output.js';
+
+function probability(name: string): (value: string) => number {
+  return (value: string) => {
+    const p = Number(value);
+    if (!(p >= 0 && p <= 1)) throw new Error(`${name} must be a number in [0, 1], got '${value}'`);
+    return p;
+  };
+}
+
+export function registerDeploy(program: Command): void {
+  program
+    .command('export')
+    .description('write ONNX models (policy, stem, blocks, head, fused full network; batch norm folded) and a manifest')
+    .requiredOption('--resnet <checkpoint>', 'backbone checkpoint (PyTorch or blockdrop safetensors)')
+    .option('--arch <name>', 'architecture preset (detected when omitted)')
+    .option('--policy <checkpoint>', 'trained policy (blockdrop policy.safetensors, a run checkpoint or an original BlockDrop agent)')
+    .requiredOption('--out <dir>', 'output directory (written to a temporary directory, then renamed)')
+    .option('--json', 'print the manifest as JSON on stdout')
+    .action(async (opts: { resnet: string; arch?: string; policy?: string; out: string; json?: boolean }) => {
+      const backbone = await loadBackbone(opts.resnet, { arch: opts.arch });
+      const policy = opts.policy ? await loadPolicyWeights(opts.policy) : undefined;
+      const result = await exportBlockDrop({
+        arch: backbone.arch,
+        normalization: backbone.normalization,
+        resnet: backbone.tensors,
+        policy,
+        outDir: opts.out,
+      });
+      if (opts.json) return printJson(result.manifest);
+      const files = Object.keys(result.manifest.files).length;
+      process.stdout.write(
+        `exported ${backbone.preset} (K = ${blockCount(backbone.arch)})${policy ? ' with its policy' : ' without a policy'}: ${files} files in ${result.dir}\n`,
+      );
+    });
+
+  program
+    .command('predict')
+    .description('classify PNG/JPEG images with an exported BlockDrop model, running only the blocks the policy keeps')
+    .argument('<dir>', "directory written by 'blockdrop export'")
+    .argument('<images...>', 'PNG or JPEG files (resized to 32×32)')
+    .option('--keep-rate <p>', 'synthetic policy: keep each block with probability p (seeded), for exports without a policy', probability('--keep-rate'))
+    .option('--seed <n>', 'seed of the synthetic policy', (v: string) => Number(v), 0)
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (dir: string, images: string[], opts: { keepRate?: number; seed: number; json?: boolean }) => {
+      const decoded = images.map((file) => decodeImageFile(file));
+      const model = await BlockDropModel.load(dir, { keepRate: opts.keepRate, seed: opts.seed });
+      try {
+        const side = 32;
+        const batch = new Uint8Array(decoded.length * side * side * 3);
+        decoded.forEach((d, i) => batch.set(d.rgb, i * side * side * 3));
+        const out = await model.predict(batch);
+        const k = out.keep.length / decoded.length;
+        const numClasses = out.probabilities.length / decoded.length;
+        const classNames = model.manifest.classNames ?? CIFAR10_CLASSES;
+        const rows = images.map((file, i) => ({
+          file,
+          class: out.classes[i]!,
+          label: classNames[out.classes[i]!] ?? String(out.classes[i]),
+          confidence: out.probabilities[i * numClasses + out.classes[i]!]!,
+          blocksUsed: out.blocksUsed[i]!,
+          keep: Array.from(out.keep.subarray(i * k, (i + 1) * k)).join(''),
+          flops: out.flops[i]!,
+        }));
+        if (opts.json) return printJson({ model: dir, images: rows });
+        for (const r of rows) {
+          process.stdout.write(
+            `${basename(r.file)}: ${r.label} (${(100 * r.confidence).toFixed(1)}%), blocks ${r.blocksUsed}/${k} [${r.keep}], ${r.flops.toExponential(3)} FLOPs\n`,
+          );
+        }
+      } finally {
+        await model.release();
+      }
+    });
+}
