@@ -12,7 +12,8 @@
  * pickle ends in a BlockdropError, never an out-of-range read or a hang.
  */
 import { BlockdropError } from '../errors.js';
-import type { DType, HostTensor } from '../tensor.js';
+import { DTYPE_BYTES, numel, type DType, type HostTensor } from '../tensor.js';
+import { oneLine, printable } from '../util/message.js';
 import { defineField } from './json.js';
 
 /** A Python global that the allowlist knows, kept as data (e.g. `torch.FloatStorage`, `torch.float16`). */
@@ -135,6 +136,7 @@ function buildAllowlist(): Map<string, Allowed> {
       const dict: PickleDict = new Map();
       // OrderedDict(), or OrderedDict([(k, v), ...]) as some pickles write it.
       if (args.length === 1 && Array.isArray(args[0])) {
+        vm.charge((args[0] as PickleValue[]).length);
         for (const pair of args[0]) {
           if (!Array.isArray(pair) || pair.length !== 2) return vm.corrupt('OrderedDict argument is not a list of pairs');
           dict.set(pair[0]!, pair[1]!);
@@ -178,6 +180,7 @@ function buildAllowlist(): Map<string, Allowed> {
     create(args, vm) {
       if (args.length === 0) return [];
       if (args.length !== 1 || !Array.isArray(args[0])) vm.corrupt('torch.Size expects one sequence');
+      vm.charge((args[0] as PickleValue[]).length);
       return [...(args[0] as PickleValue[])];
     },
   });
@@ -185,7 +188,9 @@ function buildAllowlist(): Map<string, Allowed> {
     kind: 'class',
     create(args, vm) {
       if (args.length !== 0) vm.corrupt('argparse.Namespace created with positional arguments');
-      return {};
+      const record: PickleRecord = {};
+      RECORDS.add(record);
+      return record;
     },
   };
   table.set('argparse.Namespace', namespace);
@@ -195,6 +200,7 @@ function buildAllowlist(): Map<string, Allowed> {
     call(args, vm) {
       const [text, encoding] = args;
       if (typeof text !== 'string') return vm.corrupt('_codecs.encode without a string');
+      vm.charge(text.length);
       const enc = typeof encoding === 'string' ? encoding.toLowerCase().replace('_', '-') : 'utf-8';
       if (enc === 'latin1' || enc === 'latin-1' || enc === 'iso-8859-1') {
         const out = new Uint8Array(text.length);
@@ -206,7 +212,7 @@ function buildAllowlist(): Map<string, Allowed> {
         return out;
       }
       if (enc === 'utf-8' || enc === 'utf8') return new TextEncoder().encode(text);
-      return vm.corrupt(`_codecs.encode with unsupported encoding '${String(encoding)}'`);
+      return vm.corrupt(`_codecs.encode with unsupported encoding ${describeValue(encoding ?? null)}`);
     },
   });
   // Python sets become arrays.
@@ -215,6 +221,7 @@ function buildAllowlist(): Map<string, Allowed> {
     create(args, vm) {
       if (args.length === 0) return [];
       if (args.length !== 1 || !Array.isArray(args[0])) vm.corrupt('set expects one list');
+      vm.charge((args[0] as PickleValue[]).length);
       return [...(args[0] as PickleValue[])];
     },
   };
@@ -229,11 +236,37 @@ function buildAllowlist(): Map<string, Allowed> {
 const ALLOWLIST: ReadonlyMap<string, Allowed> = buildAllowlist();
 export const ALLOWED_GLOBALS: readonly string[] = [...ALLOWLIST.keys()];
 
-/** True for the tensors this reader produces (and any HostTensor-shaped object). */
+/**
+ * Objects the unpickler made for Python objects with attributes (Namespace). A pickle can give one
+ * the fields `dtype`, `shape` and `data`; it must still never pass for a tensor.
+ */
+const RECORDS = new WeakSet<object>();
+
+/**
+ * True for the tensors this reader produces (and any consistent HostTensor-shaped object: a known
+ * dtype, a data array of that dtype that fills the shape), never for a record built by a pickle.
+ */
 export function isHostTensor(v: unknown): v is HostTensor {
-  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Map) return false;
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Map || RECORDS.has(v)) return false;
   const t = v as Partial<HostTensor>;
-  return typeof t.dtype === 'string' && Array.isArray(t.shape) && ArrayBuffer.isView(t.data);
+  if (typeof t.dtype !== 'string' || !Object.hasOwn(DTYPE_BYTES, t.dtype) || !Array.isArray(t.shape) || !ArrayBuffer.isView(t.data)) return false;
+  const data = t.data as HostTensor['data'];
+  return data.BYTES_PER_ELEMENT === DTYPE_BYTES[t.dtype] && data.length === numel(t.shape);
+}
+
+/** A short, one-line description of any pickle value for messages (never throws, whatever the value). */
+export function describeValue(v: PickleValue): string {
+  if (v === null) return 'None';
+  if (typeof v === 'boolean') return v ? 'True' : 'False';
+  if (typeof v === 'number' || typeof v === 'bigint') return printable(String(v), 40);
+  if (typeof v === 'string') return `'${printable(v, 60)}'`;
+  if (v instanceof Uint8Array) return `bytes of length ${v.length}`;
+  if (Array.isArray(v)) return `a tuple of ${v.length}`;
+  if (v instanceof Map) return `a dict of ${v.size}`;
+  if (v instanceof PickleGlobalRef) return printable(v.qualifiedName, 80);
+  if (v instanceof PickleOpaque) return `a ${printable(v.tag, 40)}`;
+  if (isHostTensor(v)) return 'a tensor';
+  return 'an object';
 }
 
 /** True for a plain record (a Namespace or similar object), not a tensor, dict, list or global. */
@@ -277,6 +310,7 @@ const MAX_LONG_BYTES = 4096;
 /** Longest GLOBAL line (module or name). */
 const MAX_GLOBAL_LINE = 1024;
 
+const HEX_BYTES: readonly string[] = Array.from({ length: 256 }, (_, b) => b.toString(16).padStart(2, '0'));
 const utf8 = new TextDecoder('utf-8', { fatal: false });
 const utf8Strict = new TextDecoder('utf-8', { fatal: true });
 const latin1 = new TextDecoder('latin1');
@@ -297,19 +331,33 @@ export class Unpickler {
   private readonly memo = new Map<number, PickleValue>();
   private readonly what: string;
   private readonly offsetsIn: string;
+  /** Elements copied by the allowlisted builders so far, and the most the input may cause. */
+  private copied = 0;
+  private readonly copyLimit: number;
 
   constructor(private readonly bytes: Uint8Array, private readonly options: UnpickleOptions) {
     this.pos = options.start ?? 0;
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     this.what = options.what ?? 'pickle';
     this.offsetsIn = options.offsetsIn ?? this.what;
+    // A memo reference costs 2 bytes and can hand the same big list to a builder again and again;
+    // this bounds what the copies may add up to (far beyond anything a real checkpoint needs).
+    this.copyLimit = 4 * (bytes.length - this.pos) + (1 << 20);
+  }
+
+  /** Counts `n` elements copied by a builder; refuses pickles that copy far more than they hold. */
+  charge(n: number): void {
+    this.copied += n;
+    if (this.copied > this.copyLimit) {
+      this.corrupt(`it copies more than ${this.copyLimit} values out of ${this.bytes.length} bytes (the same data built again and again)`);
+    }
   }
 
   /** Throws the error for a malformed pickle, naming the opcode and its byte offset. */
   corrupt(detail: string): never {
     const at = this.opName ? ` (${this.opName} at byte ${this.opPos} of ${this.offsetsIn})` : '';
     throw new BlockdropError(
-      `cannot read ${this.options.sourceName}: ${this.what} is truncated or corrupt: ${detail}${at}`,
+      oneLine(`cannot read ${this.options.sourceName}: ${this.what} is truncated or corrupt: ${detail}${at}`),
     );
   }
 
@@ -591,8 +639,10 @@ export class Unpickler {
     if (n > MAX_LONG_BYTES) this.corrupt(`integer of ${n} bytes is too large`);
     const raw = this.take(n);
     if (n === 0) return 0;
-    let v = 0n;
-    for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(raw[i]!);
+    // Through a hex string: linear in n (shifting a growing BigInt byte by byte is quadratic).
+    let hex = '';
+    for (let i = n - 1; i >= 0; i--) hex += HEX_BYTES[raw[i]!]!;
+    let v = BigInt(`0x${hex}`);
     if (raw[n - 1]! & 0x80) v -= 1n << BigInt(8 * n);
     return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
   }
@@ -620,8 +670,11 @@ export class Unpickler {
     const qualified = `${module}.${name}`;
     if (!ALLOWLIST.has(qualified)) {
       throw new BlockdropError(
-        `refusing to load ${this.options.sourceName}: pickle asks for global '${qualified}', which is not a tensor type; ` +
-          `blockdrop never executes code from checkpoints (${this.opName} opcode at byte ${this.opPos} of ${this.offsetsIn})`,
+        oneLine(
+          `refusing to load ${this.options.sourceName}: pickle asks for global '${printable(qualified)}', which is not a tensor type; ` +
+            `blockdrop never executes code from checkpoints (${this.opName} opcode at byte ${this.opPos} of ${this.offsetsIn})`,
+          1000,
+        ),
       );
     }
     return new PickleGlobalRef(module, name);
@@ -629,7 +682,7 @@ export class Unpickler {
 
   /** REDUCE / NEWOBJ: only the allowlisted builders above, which are pure data constructors. */
   private call(target: PickleValue, args: PickleValue[], how: string): PickleValue {
-    if (!(target instanceof PickleGlobalRef)) this.corrupt(`${how} on something that is not a global`);
+    if (!(target instanceof PickleGlobalRef)) this.corrupt(`${how} on something that is not a global (${describeValue(target)})`);
     const entry = ALLOWLIST.get(target.qualifiedName);
     if (!entry) this.corrupt(`${how} on unknown global ${target.qualifiedName}`); // unreachable: refused at GLOBAL
     if (entry.kind === 'data') this.corrupt(`${how} on ${target.qualifiedName}, which is data, not a constructor`);
@@ -646,6 +699,7 @@ export class Unpickler {
       for (const part of parts) {
         if (part === null) continue;
         if (!(part instanceof Map)) this.corrupt('BUILD state is not a dict');
+        this.charge(part.size);
         for (const [key, value] of part) {
           if (typeof key !== 'string') this.corrupt('BUILD state has a non-string attribute name');
           defineField(target, key, value);
@@ -663,13 +717,14 @@ export class Unpickler {
     const [storage, offset, size, stride] = args;
     const ints = (v: PickleValue | undefined, what: string): number[] => {
       if (!Array.isArray(v)) return this.corrupt(`${fn}: ${what} is not a tuple`);
+      this.charge(v.length);
       return v.map((d) => {
-        if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) this.corrupt(`${fn}: bad ${what} entry ${String(d)}`);
+        if (typeof d !== 'number' || !Number.isSafeInteger(d) || d < 0) this.corrupt(`${fn}: bad ${what} entry ${describeValue(d)}`);
         return d as number;
       });
     };
     if (typeof offset !== 'number' || !Number.isSafeInteger(offset) || offset < 0) {
-      this.corrupt(`${fn}: bad storage offset ${String(offset)}`);
+      this.corrupt(`${fn}: bad storage offset ${describeValue(offset ?? null)}`);
     }
     const call: { -readonly [K in keyof TensorRebuild]: TensorRebuild[K] } = {
       storage: storage!,
@@ -681,7 +736,7 @@ export class Unpickler {
     if (fn === '_rebuild_tensor_v3') {
       const dtype = args[6];
       const mapped = dtype instanceof PickleGlobalRef && dtype.module === 'torch' ? TORCH_DTYPE_NAMES[dtype.name] : undefined;
-      if (!mapped) this.corrupt(`${fn}: unsupported dtype ${String(dtype)}`);
+      if (!mapped) this.corrupt(`${fn}: unsupported dtype ${describeValue(dtype ?? null)}`);
       call.dtype = mapped;
     }
     if (!this.options.rebuildTensor) this.corrupt('tensor outside a torch checkpoint');

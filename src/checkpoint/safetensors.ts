@@ -17,6 +17,7 @@ import {
   type DType, type HostTensor, type TensorMap,
 } from '../tensor.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { oneLine, printable } from '../util/message.js';
 
 const TO_SAFETENSORS: Readonly<Record<DType, string>> = {
   float32: 'F32', float16: 'F16', bfloat16: 'BF16', float64: 'F64',
@@ -43,7 +44,15 @@ export function looksLikeSafetensors(bytes: Uint8Array): boolean {
 }
 
 function invalid(source: string, detail: string): never {
-  throw new BlockdropError(`cannot read ${source}: invalid safetensors file: ${detail}`);
+  throw new BlockdropError(oneLine(`cannot read ${source}: invalid safetensors file: ${detail}`));
+}
+
+/** A header value for messages: short and on one line, whatever the file holds (JSON.stringify of a deep array overflows the stack). */
+function describeJson(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(printable(v, 40));
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return typeof v === 'object' ? 'an object' : typeof v;
 }
 
 /**
@@ -64,7 +73,7 @@ function topLevelKeys(json: string, source: string): string[] {
       while (j < json.length && json[j] !== '"') j += json[j] === '\\' ? 2 : 1;
       if (depth === 1 && expectKey) {
         const key = JSON.parse(json.slice(i, j + 1)) as string;
-        if (seen.has(key)) invalid(source, `duplicate key '${key}' in the header`);
+        if (seen.has(key)) invalid(source, `duplicate key '${printable(key)}' in the header`);
         seen.add(key);
         keys.push(key);
         expectKey = false;
@@ -115,7 +124,7 @@ export function readSafetensors(input: Uint8Array, sourceName: string): Safetens
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) invalid(sourceName, '__metadata__ is not an object');
     metadata = Object.create(null) as Record<string, string>;
     for (const [k, v] of Object.entries(raw)) {
-      if (typeof v !== 'string') invalid(sourceName, `__metadata__ value '${k}' is not a string`);
+      if (typeof v !== 'string') invalid(sourceName, `__metadata__ value '${printable(k)}' is not a string`);
       metadata[k] = v;
     }
   }
@@ -127,24 +136,24 @@ export function readSafetensors(input: Uint8Array, sourceName: string): Safetens
   for (const name of order) {
     if (name === METADATA_KEY) continue;
     const info = fields[name];
-    if (typeof info !== 'object' || info === null || Array.isArray(info)) invalid(sourceName, `entry '${name}' is not an object`);
+    if (typeof info !== 'object' || info === null || Array.isArray(info)) invalid(sourceName, `entry '${printable(name)}' is not an object`);
     const { dtype: code, shape, data_offsets: offsets } = info as Record<string, unknown>;
     const dtype = typeof code === 'string' ? FROM_SAFETENSORS.get(code) : undefined;
-    if (!dtype) invalid(sourceName, `tensor '${name}' has unsupported dtype ${JSON.stringify(code)}`);
+    if (!dtype) invalid(sourceName, `tensor '${printable(name)}' has unsupported dtype ${describeJson(code)}`);
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && (d as number) >= 0)) {
-      invalid(sourceName, `tensor '${name}' has an invalid shape`);
+      invalid(sourceName, `tensor '${printable(name)}' has an invalid shape`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) {
-      invalid(sourceName, `tensor '${name}' has invalid data_offsets`);
+      invalid(sourceName, `tensor '${printable(name)}' has invalid data_offsets`);
     }
     const [begin, end] = offsets as [number, number];
-    if (end < begin) invalid(sourceName, `tensor '${name}' has data_offsets that end before they begin`);
+    if (end < begin) invalid(sourceName, `tensor '${printable(name)}' has data_offsets that end before they begin`);
     if (end > bufferLength) {
-      invalid(sourceName, `tensor '${name}' needs bytes up to ${end}, only ${bufferLength} in the data buffer (file is truncated)`);
+      invalid(sourceName, `tensor '${printable(name)}' needs bytes up to ${end}, only ${bufferLength} in the data buffer (file is truncated)`);
     }
     const expected = numel(shape as number[]) * DTYPE_BYTES[dtype];
     if (!Number.isSafeInteger(expected) || end - begin !== expected) {
-      invalid(sourceName, `tensor '${name}' is ${dtype} ${shapeString(shape as number[])} = ${expected} bytes, but data_offsets span ${end - begin}`);
+      invalid(sourceName, `tensor '${printable(name)}' is ${dtype} ${shapeString(shape as number[])} = ${expected} bytes, but data_offsets span ${end - begin}`);
     }
     entries.push({ name, dtype, shape: shape as number[], begin, end });
   }
@@ -154,8 +163,8 @@ export function readSafetensors(input: Uint8Array, sourceName: string): Safetens
   for (const e of byOffset) {
     if (e.begin !== cursor) {
       invalid(sourceName, e.begin < cursor
-        ? `tensor '${e.name}' overlaps the previous tensor's data`
-        : `gap in the data buffer before tensor '${e.name}'`);
+        ? `tensor '${printable(e.name)}' overlaps the previous tensor's data`
+        : `gap in the data buffer before tensor '${printable(e.name)}'`);
     }
     cursor = e.end;
   }

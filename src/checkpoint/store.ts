@@ -12,12 +12,14 @@ import { basename, dirname, join } from 'node:path';
 import { BlockdropError } from '../errors.js';
 import { numel, shapeString, type DType, type TensorMap } from '../tensor.js';
 import { writeFileAtomic } from '../util/atomic.js';
+import { oneLine, printable } from '../util/message.js';
 import { defineField, isJsonObject, type JsonObject, type JsonValue } from './json.js';
 import { looksLikeSafetensors, readSafetensors, serializeSafetensors } from './safetensors.js';
 import {
   describeCheckpoint, describeStateDict, findStateDicts, looksLikeTorchLegacy, looksLikeTorchZip,
   readTorchCheckpoint, stateDict, type StateDictDescription,
 } from './torch.js';
+import { assertFiniteTensors } from './validate.js';
 
 export const BLOCKDROP_FORMAT = 'blockdrop';
 export const BLOCKDROP_FORMAT_VERSION = '1';
@@ -54,6 +56,20 @@ export interface ModelCheckpointJson {
     bytes: number;
     tensors: { name: string; dtype: DType; shape: number[] }[];
   };
+}
+
+/** Deepest nesting accepted in checkpoint metadata (JSON.stringify and every recursive reader would overflow the stack far deeper). */
+const MAX_JSON_DEPTH = 64;
+
+/** Refuses JSON nested deeper than MAX_JSON_DEPTH (checked without recursion). */
+function checkJsonDepth(root: unknown, what: string): void {
+  const todo: [unknown, number][] = [[root, 0]];
+  while (todo.length) {
+    const [v, depth] = todo.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= MAX_JSON_DEPTH) throw new BlockdropError(`${what} is nested more than ${MAX_JSON_DEPTH} levels deep; the file is corrupt or hostile`);
+    for (const x of Object.values(v)) todo.push([x, depth + 1]);
+  }
 }
 
 function sha256Hex(bytes: Uint8Array): string {
@@ -126,6 +142,7 @@ function metaFromSafetensors(metadata: Readonly<Record<string, string>> | null, 
       throw new BlockdropError(`cannot read ${source}: its embedded blockdrop metadata is not valid JSON`);
     }
     if (!isJsonObject(parsed)) throw new BlockdropError(`cannot read ${source}: its embedded blockdrop metadata is not an object`);
+    checkJsonDepth(parsed, `cannot read ${source}: its embedded blockdrop metadata`);
     return parsed;
   }
   // A foreign safetensors file: its string metadata is all there is.
@@ -140,11 +157,12 @@ async function readSidecar(jsonPath: string): Promise<ModelCheckpointJson> {
   try {
     doc = JSON.parse(text);
   } catch (e) {
-    throw new BlockdropError(`cannot read ${jsonPath}: not valid JSON (${(e as Error).message})`);
+    throw new BlockdropError(oneLine(`cannot read ${jsonPath}: not valid JSON (${(e as Error).message})`));
   }
   if (!isJsonObject(doc) || doc['format'] !== BLOCKDROP_FORMAT || !isJsonObject(doc['meta'] ?? null)) {
     throw new BlockdropError(`cannot read ${jsonPath}: not a blockdrop checkpoint description (no "format": "blockdrop" and "meta")`);
   }
+  checkJsonDepth(doc, `cannot read ${jsonPath}`);
   return doc as unknown as ModelCheckpointJson;
 }
 
@@ -267,16 +285,18 @@ async function loadSafetensorsWithSidecar(source: string, bytes: Uint8Array): Pr
 /**
  * Loads the tensors of any supported checkpoint: blockdrop / plain safetensors, or a PyTorch file
  * (legacy or zip; the state dict is chosen with `options.prefer`). The format is sniffed from the
- * first bytes, not the file name.
+ * first bytes, not the file name. A NaN or infinity in a float tensor is an error naming it.
  */
 export async function loadAnyCheckpoint(path: string, options: LoadAnyOptions = {}): Promise<AnyCheckpoint> {
   const { kind, source, bytes } = await readAny(path);
   if (kind === 'safetensors') {
     const loaded = await loadSafetensorsWithSidecar(source, bytes);
+    assertFiniteTensors(loaded.tensors, source);
     return { kind, source, tensors: loaded.tensors, meta: loaded.meta };
   }
   const ckpt = readTorchCheckpoint(bytes, source);
   const tensors = stateDict(ckpt, options.prefer);
+  assertFiniteTensors(tensors, source);
   return { kind, source, tensors, meta: describeCheckpoint(ckpt).metadata };
 }
 
@@ -335,23 +355,25 @@ export async function describeAnyCheckpoint(path: string): Promise<AnyCheckpoint
   if (dicts.length === 0) lines.push('no state dict (no dictionary of names to tensors)');
   for (const d of dicts) {
     lines.push(
-      `state dict ${d.entry ? `'${d.entry}'` : '(root)'}: ${d.tensorCount} tensors, ` +
+      `state dict ${d.entry ? `'${printable(d.entry)}'` : '(root)'}: ${d.tensorCount} tensors, ` +
         `${d.parameterCount.toLocaleString('en-US')} parameters (excluding BatchNorm running statistics)`,
     );
-    const width = Math.min(60, Math.max(...d.tensors.map((t) => t.name.length)));
-    for (const t of d.tensors) {
-      lines.push(`  ${t.name.padEnd(width)}  ${t.dtype.padEnd(8)}  ${shapeString(t.shape)}  (${numel(t.shape)})`);
-    }
+    // Names are printed escaped: a hostile one could hold terminal control sequences.
+    const names = d.tensors.map((t) => printable(t.name, 200));
+    const width = Math.min(60, names.reduce((w, n) => Math.max(w, n.length), 0));
+    d.tensors.forEach((t, i) => {
+      lines.push(`  ${names[i]!.padEnd(width)}  ${t.dtype.padEnd(8)}  ${shapeString(t.shape)}  (${numel(t.shape)})`);
+    });
   }
   const metaKeys = Object.keys(meta);
   if (metaKeys.length) {
     lines.push('metadata:');
-    for (const k of metaKeys) lines.push(`  ${k}: ${formatMeta(meta[k]!)}`);
+    for (const k of metaKeys) lines.push(`  ${printable(k, 200)}: ${formatMeta(meta[k]!)}`);
   }
   return { summary, stateDicts, text: `${lines.join('\n')}\n` };
 }
 
 function formatMeta(v: JsonValue): string {
-  const text = JSON.stringify(v);
+  const text = printable(JSON.stringify(v), 100_000);
   return text.length > 300 ? `${text.slice(0, 297)}...` : text;
 }

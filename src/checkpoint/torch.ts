@@ -11,9 +11,10 @@ import {
   DTYPE_BYTES, numel, shapeString, typedDataFromBuffer,
   type DType, type HostTensor, type TensorMap,
 } from '../tensor.js';
+import { oneLine, printable } from '../util/message.js';
 import { defineField, type JsonObject, type JsonValue } from './json.js';
 import {
-  isHostTensor, isPickleRecord, PickleGlobalRef, PickleOpaque, STORAGE_DTYPES, unpickle,
+  describeValue, isHostTensor, isPickleRecord, PickleGlobalRef, PickleOpaque, STORAGE_DTYPES, unpickle,
   type PickleValue, type TensorRebuild,
 } from './pickle.js';
 import { looksLikeZip, ZipArchive } from './zip.js';
@@ -33,6 +34,20 @@ const LEGACY_MAGIC = 0x1950a86a20f9469cfc6cn;
 const LEGACY_PROTOCOL = 1001;
 /** Largest tensor materialised (stride-0 views of a tiny storage could otherwise ask for anything). */
 const MAX_TENSOR_BYTES = 2 ** 31;
+
+/**
+ * Bytes that a file's tensors may take in all: twice the file plus 16 MB. Real checkpoints stay
+ * under the file's size (each element is stored once); stride-0 views and the same view rebuilt
+ * again and again through the pickle memo can ask for far more, from a few hundred bytes.
+ */
+interface TensorBudget {
+  readonly limit: number;
+  left: number;
+}
+function tensorBudget(fileBytes: number): TensorBudget {
+  const limit = 2 * fileBytes + 16 * 2 ** 20;
+  return { limit, left: limit };
+}
 
 /** Legacy checkpoints start with pickle protocol 2 (`80 02`) and the LONG1 magic number. */
 export function looksLikeTorchLegacy(bytes: Uint8Array): boolean {
@@ -67,7 +82,7 @@ interface StorageId {
 }
 
 function corrupt(source: string, detail: string): never {
-  throw new BlockdropError(`cannot read ${source}: ${detail}; the file is truncated or corrupt`);
+  throw new BlockdropError(oneLine(`cannot read ${source}: ${detail}; the file is truncated or corrupt`));
 }
 
 /** A persistent id `('storage', torch.XStorage, key, location, numel[, view_metadata])`. */
@@ -81,7 +96,7 @@ function parseStorageId(pid: PickleValue, source: string): StorageId {
   }
   if (typeof rawKey !== 'string' && typeof rawKey !== 'number') return corrupt(source, 'storage key is not a string');
   if (typeof count !== 'number' || !Number.isSafeInteger(count) || count < 0) {
-    return corrupt(source, `storage ${String(rawKey)} has a bad element count`);
+    return corrupt(source, `storage ${printable(String(rawKey))} has a bad element count`);
   }
   let viewInfo: StorageId['view'] = null;
   if (view !== undefined && view !== null) {
@@ -104,10 +119,8 @@ function parseStorageId(pid: PickleValue, source: string): StorageId {
 }
 
 function describeShort(v: PickleValue): string {
-  if (v === null) return 'None';
-  if (v instanceof PickleGlobalRef) return `'${v.qualifiedName}'`;
-  if (Array.isArray(v)) return `a tuple of ${v.length}`;
-  return typeof v === 'object' ? 'an object' : JSON.stringify(String(v));
+  if (v instanceof PickleGlobalRef) return `'${printable(v.qualifiedName)}'`;
+  return describeValue(v);
 }
 
 function isRowMajor(size: readonly number[], stride: readonly number[]): boolean {
@@ -163,7 +176,7 @@ function swapBytes(buffer: ArrayBuffer, item: number): void {
 }
 
 /** A tensor from its storage and view, as a fresh contiguous array. */
-function materialize(storage: TorchStorage, call: TensorRebuild, source: string): HostTensor {
+function materialize(storage: TorchStorage, call: TensorRebuild, source: string, budget: TensorBudget): HostTensor {
   const dtype = storage.dtype;
   if (call.dtype && call.dtype !== dtype) {
     corrupt(source, `tensor of dtype ${call.dtype} stored in ${dtype} storage ${storage.key}`);
@@ -174,8 +187,16 @@ function materialize(storage: TorchStorage, call: TensorRebuild, source: string)
   const shape = [...size];
   if (n === 0) return { dtype, shape, data: typedDataFromBuffer(dtype, new ArrayBuffer(0)) };
   if (n * item > MAX_TENSOR_BYTES) {
-    throw new BlockdropError(`cannot read ${source}: a tensor of shape ${shapeString(size)} is too large to load (${n * item} bytes)`);
+    throw new BlockdropError(oneLine(`cannot read ${source}: a tensor of shape ${shapeString(size)} is too large to load (${n * item} bytes)`));
   }
+  if (n * item > budget.left) {
+    throw new BlockdropError(oneLine(
+      `cannot read ${source}: its tensors would take more than ${budget.limit} bytes, far more than the file holds ` +
+        `(views that repeat their storage, e.g. a tensor of shape ${shapeString(size)} with strides ${shapeString(stride)}); ` +
+        'the file is corrupt or hostile',
+    ));
+  }
+  budget.left -= n * item;
   let last = storageOffset;
   for (let d = 0; d < size.length; d++) last += (size[d]! - 1) * stride[d]!;
   if (last >= storage.numel) {
@@ -224,7 +245,7 @@ function readLegacyCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoin
   }
   const protocol = unpickle(bytes, { sourceName: source, what: 'the protocol pickle', offsetsIn: 'the file', start: magic.end });
   if (protocol.value !== LEGACY_PROTOCOL) {
-    throw new BlockdropError(`cannot read ${source}: unsupported legacy torch protocol ${String(protocol.value)} (expected 1001)`);
+    throw new BlockdropError(`cannot read ${source}: unsupported legacy torch protocol ${describeValue(protocol.value)} (expected 1001)`);
   }
   const sysInfo = unpickle(bytes, { sourceName: source, what: 'the sys_info pickle', offsetsIn: 'the file', start: protocol.end });
   const byteSwap = sysInfo.value instanceof Map && sysInfo.value.get('little_endian') === false;
@@ -278,6 +299,7 @@ function readLegacyCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoin
   }
 
   const views = new Map<string, TorchStorage>();
+  const budget = tensorBudget(bytes.length);
   const pass2 = unpickle(bytes, {
     ...objectPickle,
     persistentLoad(pid) {
@@ -294,14 +316,14 @@ function readLegacyCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoin
       }
       return storage;
     },
-    rebuildTensor: (call) => rebuild(call, source),
+    rebuildTensor: (call) => rebuild(call, source, budget),
   });
   return { format: 'legacy', source, root: pass2.value };
 }
 
-function rebuild(call: TensorRebuild, source: string): HostTensor {
+function rebuild(call: TensorRebuild, source: string, budget: TensorBudget): HostTensor {
   if (!(call.storage instanceof TorchStorage)) corrupt(source, 'a tensor is built from something that is not a storage');
-  return materialize(call.storage, call, source);
+  return materialize(call.storage, call, source, budget);
 }
 
 function readZipCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
@@ -309,19 +331,20 @@ function readZipCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
   // torch names the archive's top folder after the file; find it through data.pkl.
   const pickles = [...zip.entries.keys()].filter((name) => /^[^/]*\/data\.pkl$/.test(name) || name === 'data.pkl');
   if (pickles.length !== 1) {
-    throw new BlockdropError(
+    throw new BlockdropError(oneLine(
       pickles.length === 0
         ? `${source} is a zip archive but not a PyTorch checkpoint (it has no data.pkl)`
         : `cannot read ${source}: the archive holds ${pickles.length} data.pkl records`,
-    );
+    ));
   }
   const pklName = pickles[0]!;
   const prefix = pklName.slice(0, pklName.length - 'data.pkl'.length);
   const byteOrderEntry = zip.entries.get(`${prefix}byteorder`);
   const byteOrder = byteOrderEntry ? new TextDecoder().decode(zip.read(byteOrderEntry)).trim() : 'little';
-  if (byteOrder !== 'little' && byteOrder !== 'big') corrupt(source, `unknown byteorder '${byteOrder}'`);
+  if (byteOrder !== 'little' && byteOrder !== 'big') corrupt(source, `unknown byteorder '${printable(byteOrder, 40)}'`);
   const byteSwap = byteOrder === 'big';
   const storages = new Map<string, TorchStorage>();
+  const budget = tensorBudget(bytes.length);
   const pkl = zip.read(zip.entries.get(pklName)!);
   const result = unpickle(pkl, {
     sourceName: source,
@@ -343,7 +366,7 @@ function readZipCheckpoint(bytes: Uint8Array, source: string): TorchCheckpoint {
       storages.set(id.key, storage);
       return storage;
     },
-    rebuildTensor: (call) => rebuild(call, source),
+    rebuildTensor: (call) => rebuild(call, source, budget),
   });
   return { format: 'zip', source, root: result.value };
 }
@@ -369,9 +392,9 @@ function stripModulePrefix(dict: TensorMap, entry: string, source: string): Tens
   for (const [key, tensor] of dict) {
     const name = key.startsWith(MODULE_PREFIX) ? key.slice(MODULE_PREFIX.length) : key;
     if (out.has(name)) {
-      throw new BlockdropError(
-        `cannot read ${source}: state dict '${entry}' has both '${name}' and '${MODULE_PREFIX}${name}'`,
-      );
+      throw new BlockdropError(oneLine(
+        `cannot read ${source}: state dict '${printable(entry)}' has both '${printable(name)}' and '${MODULE_PREFIX}${printable(name)}'`,
+      ));
     }
     out.set(name, tensor);
   }
@@ -425,10 +448,12 @@ export function stateDict(ckpt: TorchCheckpoint, prefer?: readonly string[]): Te
   if (found.size === 0) {
     throw new BlockdropError(`${ckpt.source} holds no state dict (no dictionary of names to tensors); it is not a model checkpoint`);
   }
-  const available = [...found].map(([n, d]) => `${n ? `'${n}'` : 'the root'} (${d.size} tensors)`).join(', ');
-  throw new BlockdropError(
-    `${ckpt.source} has no state dict under ${wanted}; it has ${available}: choose one of those`,
-  );
+  const shown = [...found].slice(0, 8).map(([n, d]) => `${n ? `'${printable(n, 60)}'` : 'the root'} (${d.size} tensors)`);
+  if (found.size > shown.length) shown.push(`${found.size - shown.length} more`);
+  throw new BlockdropError(oneLine(
+    `${ckpt.source} has no state dict under ${wanted}; it has ${shown.join(', ')}: choose one of those`,
+    1000,
+  ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -478,11 +503,11 @@ export function describeStateDict(entry: string, dict: TensorMap): StateDictDesc
 export function describeCheckpoint(ckpt: TorchCheckpoint): CheckpointDescription {
   const dicts = findStateDicts(ckpt);
   const root = ckpt.root;
-  const entries = root instanceof Map ? [...root].filter(([, v]) => !isHostTensor(v)).map(([k]) => String(k)) : [];
+  const entries = root instanceof Map ? [...root].filter(([, v]) => !isHostTensor(v)).map(([k]) => keyText(k)) : [];
   const metadata: JsonObject = {};
   if (root instanceof Map) {
     for (const [key, value] of root) {
-      const name = String(key);
+      const name = keyText(key);
       if (dicts.has(name) || isHostTensor(value)) continue;
       defineField(metadata, name, pickleToJson(value));
     }
@@ -496,6 +521,19 @@ export function describeCheckpoint(ckpt: TorchCheckpoint): CheckpointDescription
     stateDicts: [...dicts].map(([entry, dict]) => describeStateDict(entry, dict)),
     metadata,
   };
+}
+
+/**
+ * A dict key as text: strings as they are, other primitives as String() writes them, objects
+ * described (String() on a hostile tuple or record can throw or recurse a million levels deep).
+ */
+function keyText(k: PickleValue): string {
+  return typeof k !== 'object' || k === null ? String(k) : describeValue(k);
+}
+
+/** A converted non-string key as JSON text (its conversion is already bounded in depth and size). */
+function jsonKey(k: JsonValue): string {
+  return typeof k === 'object' && k !== null ? JSON.stringify(k) : String(k);
 }
 
 /**
@@ -518,7 +556,7 @@ export function pickleToJson(value: PickleValue, budget = { nodes: 100_000 }): J
       const dict = asTensorDict(v);
       if (dict) return `<state dict, ${dict.size} tensors>`;
       const out: JsonObject = {};
-      for (const [k, x] of v) defineField(out, typeof k === 'string' ? k : String(convert(k, depth + 1)), convert(x, depth + 1));
+      for (const [k, x] of v) defineField(out, typeof k === 'string' ? k : jsonKey(convert(k, depth + 1)), convert(x, depth + 1));
       return out;
     }
     const out: JsonObject = {};

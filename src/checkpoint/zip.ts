@@ -5,6 +5,7 @@
  */
 import * as zlib from 'node:zlib';
 import { BlockdropError } from '../errors.js';
+import { oneLine, printable } from '../util/message.js';
 
 export interface ZipEntry {
   readonly name: string;
@@ -31,14 +32,23 @@ export function looksLikeZip(bytes: Uint8Array): boolean {
 export class ZipArchive {
   readonly entries: ReadonlyMap<string, ZipEntry>;
   private readonly view: DataView;
+  /**
+   * Bytes that `read` may still produce: four times the file plus 32 MB. Records that overlap (many
+   * central-directory entries pointing at one record) or decompress a thousandfold would otherwise
+   * turn a small file into gigabytes and minutes of CRC work.
+   */
+  private readonly readLimit: number;
+  private readLeft: number;
 
   constructor(private readonly bytes: Uint8Array, private readonly sourceName: string) {
     this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    this.readLimit = 4 * bytes.length + 32 * 2 ** 20;
+    this.readLeft = this.readLimit;
     this.entries = this.readCentralDirectory();
   }
 
   private fail(detail: string): never {
-    throw new BlockdropError(`cannot read ${this.sourceName}: ${detail}`);
+    throw new BlockdropError(oneLine(`cannot read ${this.sourceName}: ${detail}`));
   }
 
   private u16(at: number): number {
@@ -105,8 +115,10 @@ export class ZipArchive {
         const len = this.u16(extra + 2);
         if (id === 0x0001) {
           let p = extra + 4;
+          // The field's values must lie within both its own length and the entry's extra field.
+          const fieldEnd = Math.min(extra + 4 + len, extraEnd);
           const take = (): number => {
-            if (p + 8 > extra + 4 + len) this.fail(`zip64 field of ${name} is damaged`);
+            if (p + 8 > fieldEnd) this.fail(`zip64 field of ${printable(name)} is damaged: file is corrupt`);
             const v = this.u64(p);
             p += 8;
             return v;
@@ -137,6 +149,13 @@ export class ZipArchive {
       this.fail(`zip record ${entry.name} needs ${entry.compressedSize} bytes, only ${left} left: file is truncated or corrupt`);
     }
     const raw = this.bytes.subarray(start, start + entry.compressedSize);
+    if (entry.size > this.readLeft) {
+      this.fail(
+        `zip records ${entry.method === 8 ? 'decompress' : 'overlap'} to more than ${this.readLimit} bytes from a ${this.bytes.length}-byte file ` +
+          `(at ${printable(entry.name)}): the file is corrupt or hostile`,
+      );
+    }
+    this.readLeft -= entry.size;
     let data: Uint8Array;
     if (entry.method === 0) {
       if (entry.size !== entry.compressedSize) this.fail(`zip record ${entry.name} has inconsistent sizes: file is corrupt`);
@@ -144,7 +163,10 @@ export class ZipArchive {
     } else if (entry.method === 8) {
       if (entry.size > MAX_ENTRY_BYTES) this.fail(`zip record ${entry.name} claims ${entry.size} bytes uncompressed, more than blockdrop loads`);
       try {
-        data = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
+        const out = zlib.inflateRawSync(raw, { maxOutputLength: Math.max(1, entry.size) });
+        // A plain Uint8Array view: zlib's Buffer may be a window on a larger, uninitialised chunk,
+        // and Buffer.slice() makes views where callers expect copies.
+        data = new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
       } catch (e) {
         return this.fail(`zip record ${entry.name} does not decompress (${(e as Error).message}): file is corrupt`);
       }

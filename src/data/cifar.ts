@@ -265,6 +265,7 @@ export function decodeCifarSpritePng(
     const dataStart = offset + 8;
     if (dataStart + length + 4 > bytes.length) break; // truncated chunk
     if (type === 'IHDR') {
+      if (length < 13) throw new BlockdropError(`${file}: corrupt PNG (IHDR chunk of ${length} bytes); re-download ${name}`);
       width = view.getUint32(dataStart);
       height = view.getUint32(dataStart + 4);
       const depth = bytes[dataStart + 8];
@@ -292,7 +293,8 @@ export function decodeCifarSpritePng(
   const stride = SPRITE_WIDTH * 3;
   let raw: Uint8Array;
   try {
-    raw = inflateSync(idat.length === 1 ? idat[0]! : Buffer.concat(idat));
+    // Bounded: a hostile file could otherwise inflate to gigabytes before the size check below.
+    raw = inflateSync(idat.length === 1 ? idat[0]! : Buffer.concat(idat), { maxOutputLength: expectedRows * (stride + 1) + 1 });
   } catch (e) {
     throw new BlockdropError(`${file}: corrupt PNG image data (${(e as Error).message}); re-download ${name}`, {
       cause: e,
@@ -483,7 +485,8 @@ export function readLabelsJson(file: string, expectedCount: number): Uint8Array 
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new BlockdropError(`${file}: not valid JSON (${(e as Error).message}); expected an array of ${expectedCount} labels 0..9`);
+    const why = (e as Error).message.replace(/[\u0000-\u001f\u2028\u2029]/g, ' ').slice(0, 200);
+    throw new BlockdropError(`${file}: not valid JSON (${why}); expected an array of ${expectedCount} labels 0..9`);
   }
   if (!Array.isArray(parsed)) {
     throw new BlockdropError(`${file}: expected a JSON array of ${expectedCount} labels 0..9, found ${typeof parsed}`);
@@ -497,7 +500,8 @@ export function readLabelsJson(file: string, expectedCount: number): Uint8Array 
   for (let i = 0; i < expectedCount; i++) {
     const v: unknown = parsed[i];
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 9) {
-      throw new BlockdropError(`${file}: label ${i} is ${JSON.stringify(v)}, expected an integer 0..9`);
+      const shown = typeof v === 'number' || typeof v === 'string' ? JSON.stringify(v).slice(0, 40) : Array.isArray(v) ? 'an array' : v === null ? 'null' : typeof v;
+      throw new BlockdropError(`${file}: label ${i} is ${shown}, expected an integer 0..9`);
     }
     labels[i] = v;
   }

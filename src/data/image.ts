@@ -2,9 +2,11 @@
  * A user's image for prediction: PNG or JPEG → RGB8 → 32×32 (area averaging), HWC.
  */
 import { readFileSync } from 'node:fs';
+import { inflateSync } from 'node:zlib';
 import { decode as decodePngData, encode as encodePngData, type DecodedPng } from 'fast-png';
 import jpeg from 'jpeg-js';
 import { BlockdropError } from '../errors.js';
+import { oneLine, printable } from '../util/message.js';
 
 export interface DecodedImage {
   /** 32×32×3 uint8, HWC, RGB. */
@@ -33,13 +35,13 @@ function isJpeg(b: Uint8Array): boolean {
 }
 
 function notAnImage(file: string, why: string): BlockdropError {
-  return new BlockdropError(`${file}: not a PNG or JPEG image (${why})`);
+  return new BlockdropError(oneLine(`${file}: not a PNG or JPEG image (${why})`));
 }
 
 function tooLarge(file: string, width: number, height: number, limit: number): BlockdropError {
-  return new BlockdropError(
+  return new BlockdropError(oneLine(
     `${file}: image is too large (${width}×${height} = ${((width * height) / 1e6).toFixed(1)} megapixels, limit ${limit}); scale it down first`,
-  );
+  ));
 }
 
 /** Reads and decodes a PNG or JPEG file to a 32×32 RGB8 image (see decodeImageBytes). */
@@ -82,16 +84,10 @@ function decodePngToRgb(
   file: string,
   maxMegapixels: number,
 ): { rgb: Uint8Array; width: number; height: number } {
-  // IHDR is always the first chunk: check the size before inflating anything.
-  if (bytes.length >= 24) {
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const w = view.getUint32(16);
-    const h = view.getUint32(20);
-    if (w * h > maxMegapixels * 1e6) throw tooLarge(file, w, h, maxMegapixels);
-  }
+  const checked = checkPngStructure(bytes, file, maxMegapixels);
   let png: DecodedPng;
   try {
-    png = decodePngData(bytes);
+    png = decodePngData(checked);
   } catch (e) {
     throw notAnImage(file, `corrupt PNG: ${e instanceof Error ? e.message : String(e)}`);
   }
@@ -102,6 +98,87 @@ function decodePngToRgb(
   } catch (e) {
     throw notAnImage(file, `unsupported PNG: ${(e as Error).message}`);
   }
+}
+
+const PNG_CHANNELS: Readonly<Record<number, number>> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+/** Chunks passed on to the decoder; ancillary ones (iCCP, zTXt, …) cannot change RGB pixels here. */
+const PNG_KEPT_CHUNKS = new Set(['IHDR', 'PLTE', 'tRNS', 'IDAT', 'IEND']);
+/** Adam7 passes: x start, y start, x step, y step. */
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+
+/**
+ * Checks a PNG's chunk structure before the decoder sees it, so that what the decoder allocates is
+ * bounded by the megapixel limit: IHDR first and only once, every chunk inside the file, and the
+ * image data inflating to exactly the size its header implies (more is a decompression bomb, less
+ * a truncated image). Returns the file with only the chunks needed for pixels (a compressed ICC
+ * profile, for one, could inflate without bound in the decoder).
+ */
+function checkPngStructure(bytes: Uint8Array, file: string, maxMegapixels: number): Uint8Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const kept: Uint8Array[] = [bytes.subarray(0, 8)];
+  const idat: Uint8Array[] = [];
+  let header: { width: number; height: number; depth: number; colorType: number; interlace: number } | null = null;
+  let ended = false;
+  let at = 8;
+  while (at + 12 <= bytes.length) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(bytes[at + 4]!, bytes[at + 5]!, bytes[at + 6]!, bytes[at + 7]!);
+    const left = bytes.length - at - 12;
+    if (length > left) throw notAnImage(file, `corrupt PNG: chunk '${printable(type)}' at byte ${at} claims ${length} bytes, only ${left} left`);
+    if (!header && type !== 'IHDR') throw notAnImage(file, `corrupt PNG: the first chunk is '${printable(type)}', not IHDR`);
+    const data = bytes.subarray(at + 8, at + 8 + length);
+    if (type === 'IHDR') {
+      if (header) throw notAnImage(file, 'corrupt PNG: a second IHDR chunk');
+      if (length !== 13) throw notAnImage(file, `corrupt PNG: IHDR of ${length} bytes instead of 13`);
+      const d = new DataView(data.buffer, data.byteOffset, 13);
+      header = { width: d.getUint32(0), height: d.getUint32(4), depth: data[8]!, colorType: data[9]!, interlace: data[12]! };
+      if (header.width * header.height > maxMegapixels * 1e6) throw tooLarge(file, header.width, header.height, maxMegapixels);
+    } else if (type === 'IDAT') {
+      idat.push(data);
+    }
+    if (PNG_KEPT_CHUNKS.has(type)) kept.push(bytes.subarray(at, at + 12 + length));
+    at += 12 + length;
+    if (type === 'IEND') {
+      ended = true;
+      break;
+    }
+  }
+  if (!header) throw notAnImage(file, 'corrupt PNG: no IHDR chunk');
+  if (!ended) throw notAnImage(file, `corrupt PNG: the file ends after ${bytes.length} bytes without an IEND chunk (truncated?)`);
+  const { width, height, depth, colorType, interlace } = header;
+  const channels = PNG_CHANNELS[colorType];
+  if (width < 1 || height < 1) throw notAnImage(file, `PNG of size ${width}×${height}`);
+  if (!channels || ![1, 2, 4, 8, 16].includes(depth)) throw notAnImage(file, `unsupported PNG: colour type ${colorType} at bit depth ${depth}`);
+  if (interlace > 1) throw notAnImage(file, `unsupported PNG: interlace method ${interlace}`);
+  // Filtered scanlines: a filter byte plus the packed samples of each row (of each Adam7 pass).
+  const rowBytes = (w: number): number => Math.ceil((w * channels * depth) / 8);
+  let expected = 0;
+  if (interlace === 0) {
+    expected = height * (1 + rowBytes(width));
+  } else {
+    for (const [x0, y0, dx, dy] of ADAM7) {
+      const pw = Math.ceil((width - x0) / dx);
+      const ph = Math.ceil((height - y0) / dy);
+      if (pw > 0 && ph > 0) expected += ph * (1 + rowBytes(pw));
+    }
+  }
+  let inflated: number;
+  try {
+    inflated = inflateSync(idat.length === 1 ? idat[0]! : Buffer.concat(idat), { maxOutputLength: expected }).length;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+      throw notAnImage(file, `corrupt PNG: its image data inflates to more than the ${expected} bytes a ${width}×${height} image needs`);
+    }
+    throw notAnImage(file, `corrupt PNG: image data does not inflate (${(e as Error).message})`);
+  }
+  if (inflated !== expected) throw notAnImage(file, `corrupt PNG: image data holds ${inflated} bytes, a ${width}×${height} image needs ${expected} (truncated?)`);
+  const out = new Uint8Array(kept.reduce((n, k) => n + k.length, 0));
+  let o = 0;
+  for (const k of kept) {
+    out.set(k, o);
+    o += k.length;
+  }
+  return out;
 }
 
 /** Sample k of each row, for bit depths 1, 2, 4 (packed, rows padded to a byte), 8 and 16. */
@@ -179,7 +256,7 @@ function decodeJpegToRgb(
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (/maxResolutionInMP|maxMemoryUsageInMB|allocate enough memory/.test(message)) {
-      throw new BlockdropError(`${file}: image is too large to decode (${message}); scale it down first`);
+      throw new BlockdropError(oneLine(`${file}: image is too large to decode (${message}); scale it down first`));
     }
     throw notAnImage(file, `corrupt JPEG: ${message}`);
   }
