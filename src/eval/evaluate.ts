@@ -148,3 +148,79 @@ export async function evaluatePolicy(
     seconds,
   };
 }
+
+export interface PolicyCheckpointEvalOptions {
+  /** Backbone checkpoint (PyTorch or blockdrop safetensors; a stage-2 run's policy.safetensors/best carries `resnet.*`). */
+  readonly resnet: string;
+  /** Policy checkpoint: a run's policy.safetensors, a training checkpoint (`policy.*`) or an original agent. */
+  readonly policy: string;
+  readonly arch?: string;
+  readonly dataDir?: string;
+  readonly split: 'train' | 'val' | 'trainval' | 'test';
+  readonly limit?: number;
+  readonly batchSize?: number;
+  readonly engine?: 'auto' | 'tfjs' | 'onnx';
+  readonly backend?: 'wasm' | 'cpu';
+  /** γ of the reported reward (default 1). */
+  readonly penalty?: number;
+  readonly onProgress?: (done: number, total: number) => void;
+  readonly log?: (message: string) => void;
+}
+
+export interface PolicyCheckpointEvaluation extends PolicyEvaluation {
+  readonly preset: string;
+  readonly split: string;
+  readonly k: number;
+  /** FLOPs of the full ResNet (every block), without the policy. */
+  readonly fullFlops: number;
+  readonly policyFlops: number;
+  readonly engine: string;
+}
+
+/** `blockdrop eval --policy`: load both networks, pick the engine, evaluate the greedy policy on a split. */
+export async function evaluatePolicyCheckpoint(options: PolicyCheckpointEvalOptions): Promise<PolicyCheckpointEvaluation> {
+  const [{ initBackend }, { loadBackbone }, { PolicyNetwork }, { ResNet }, { loadCifar10 }, flopsModule, models, config] =
+    await Promise.all([
+      import('../backend/index.js'),
+      import('../models/load.js'),
+      import('../models/policy.js'),
+      import('../models/resnet.js'),
+      import('../data/cifar.js'),
+      import('../models/flops.js'),
+      import('../train/models.js'),
+      import('../models/config.js'),
+    ]);
+  const backbone = await loadBackbone(options.resnet, { arch: options.arch, prefer: ['resnet', 'state_dict', 'net', 'model', ''] });
+  await initBackend(options.backend ?? 'wasm');
+  const k = config.blockCount(backbone.arch);
+  const resnet = ResNet.fromWeights(backbone.arch, backbone.tensors);
+  const policy = PolicyNetwork.fromWeights(backbone.arch, await models.loadPolicyWeights(options.policy), { trainable: false });
+  const oracle = await models.createRewardOracle(options.engine ?? 'auto', resnet, backbone, options.log);
+  try {
+    const set = loadCifar10({ dataDir: options.dataDir, split: options.split });
+    const policyFlops = flopsModule.policyFlops(backbone.arch);
+    const result = await evaluatePolicy(policy, oracle, set, {
+      k,
+      normalization: backbone.normalization,
+      numClasses: backbone.arch.numClasses,
+      batchSize: options.batchSize,
+      limit: options.limit,
+      penalty: options.penalty,
+      flops: (keep) => flopsModule.resnetFlops(backbone.arch, keep) + policyFlops,
+      onProgress: options.onProgress,
+    });
+    return {
+      ...result,
+      preset: backbone.preset,
+      split: options.split,
+      k,
+      fullFlops: flopsModule.resnetFlops(backbone.arch),
+      policyFlops,
+      engine: oracle.name,
+    };
+  } finally {
+    oracle.dispose();
+    policy.dispose();
+    resnet.dispose();
+  }
+}

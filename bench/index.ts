@@ -1,0 +1,29 @@
+/**
+ * Benchmark entry point: `node dist/bench/index.js <name> [options]` (npm run bench -- <name>).
+ *   inference    full fused ResNet vs the BlockDrop executor on the CIFAR-10 test set
+ *   strategies   the executor's skipping strategies against each other (docs/executor.md)
+ */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BlockdropError } from '../src/errors.js';
+
+const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<void> }>> = {
+  inference: () => import('./inference.js'),
+  strategies: () => import('./strategies.js'),
+};
+
+export async function main(argv: readonly string[]): Promise<void> {
+  const [name, ...rest] = argv;
+  const load = name ? BENCHMARKS[name] : undefined;
+  if (!load) {
+    throw new BlockdropError(`unknown benchmark '${name ?? ''}'; choose one of: ${Object.keys(BENCHMARKS).join(', ')}`);
+  }
+  await (await load()).main(rest);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,94 @@
+/** Turning user images into the exported graphs' input: normalised NCHW float32. */
+import { BlockdropError } from '../errors.js';
+import type { Normalization } from '../models/config.js';
+
+export type ImageLayout = 'nhwc' | 'nchw';
+
+export interface ImageInputOptions {
+  /**
+   * Shape of the batch as the caller has it, [N, H, W, C] (NHWC) or [N, C, H, W] (NCHW); checked
+   * against the model. Without it the image count is inferred from the length.
+   */
+  readonly shape?: readonly number[];
+  /** Layout of a Float32Array input (uint8 input is always HWC). Default 'nhwc'. */
+  readonly layout?: ImageLayout;
+}
+
+const luts = new WeakMap<Normalization, Float32Array>();
+
+/** Per-channel lookup table pixel → normalised value (one read per pixel, no arithmetic). */
+function lutFor(normalization: Normalization): Float32Array {
+  let lut = luts.get(normalization);
+  if (!lut) {
+    lut = new Float32Array(768);
+    for (let c = 0; c < 3; c++) {
+      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - normalization.mean[c]!) / normalization.std[c]!;
+    }
+    luts.set(normalization, lut);
+  }
+  return lut;
+}
+
+/**
+ * Uint8Array: N×H×W×3 RGB pixels (0–255), HWC, normalised here.
+ * Float32Array: already normalised, NHWC (default, what `normalizeBatch` returns) or NCHW.
+ * Returns the NCHW float32 batch and N.
+ */
+export function toNchwInput(
+  images: Uint8Array | Float32Array,
+  side: number,
+  normalization: Normalization,
+  options: ImageInputOptions = {},
+): { data: Float32Array; count: number } {
+  const isUint8 = images instanceof Uint8Array;
+  if (!isUint8 && !(images instanceof Float32Array)) {
+    throw new BlockdropError('images must be a Uint8Array (N×H×W×3 RGB pixels) or a Float32Array (normalised)');
+  }
+  const layout: ImageLayout = isUint8 ? 'nhwc' : (options.layout ?? 'nhwc');
+  const perImage = side * side * 3;
+  const expect = layout === 'nhwc' ? `N×${side}×${side}×3 (HWC)` : `N×3×${side}×${side} (CHW)`;
+  if (options.shape) {
+    const s = options.shape;
+    const [h, w, c] = layout === 'nhwc' ? [s[1], s[2], s[3]] : [s[2], s[3], s[1]];
+    if (s.length !== 4) throw new BlockdropError(`images must have 4 dimensions ${expect}, got [${s.join(', ')}]`);
+    if (c !== 3) throw new BlockdropError(`images must have 3 channels (RGB), got ${c}; convert them to RGB first`);
+    if (h !== side || w !== side) {
+      throw new BlockdropError(`images must be ${side}×${side}, got ${h}×${w}; resize them first (e.g. decodeImageFile)`);
+    }
+    if (s[0]! * perImage !== images.length) {
+      throw new BlockdropError(`image data holds ${images.length} values but the shape [${s.join(', ')}] needs ${s[0]! * perImage}`);
+    }
+  }
+  if (images.length === 0 || images.length % perImage !== 0) {
+    throw new BlockdropError(
+      `image data holds ${images.length} values, not a whole number of ${side}×${side}×3 images; expected ${expect} ` +
+        `(${perImage} values per image)`,
+    );
+  }
+  const count = images.length / perImage;
+  const hw = side * side;
+  if (!isUint8 && layout === 'nchw') return { data: images as Float32Array, count };
+  const out = new Float32Array(images.length);
+  if (isUint8) {
+    const lut = lutFor(normalization);
+    for (let n = 0; n < count; n++) {
+      const src = n * perImage;
+      const dst = n * perImage;
+      for (let p = 0; p < hw; p++) {
+        out[dst + p] = lut[images[src + 3 * p]!]!;
+        out[dst + hw + p] = lut[256 + images[src + 3 * p + 1]!]!;
+        out[dst + 2 * hw + p] = lut[512 + images[src + 3 * p + 2]!]!;
+      }
+    }
+    return { data: out, count };
+  }
+  for (let n = 0; n < count; n++) {
+    const base = n * perImage;
+    for (let p = 0; p < hw; p++) {
+      out[base + p] = images[base + 3 * p]!;
+      out[base + hw + p] = images[base + 3 * p + 1]!;
+      out[base + 2 * hw + p] = images[base + 3 * p + 2]!;
+    }
+  }
+  return { data: out, count };
+}

@@ -1,0 +1,247 @@
+/**
+ * Training configuration: plain typed objects with the reference's defaults (blockdrop-reference.md §3.1, §4),
+ * a validator, and a flag table from which the CLI builds its options.
+ */
+import { BlockdropError } from '../errors.js';
+import type { EntropyKind } from './reinforce.js';
+
+export type LrSchedule = 'step' | 'cosine' | 'constant';
+export type RewardEngine = 'auto' | 'tfjs' | 'onnx';
+export type DataSplit = 'train' | 'val' | 'trainval' | 'test';
+
+/** Fields both stages share. */
+export interface CommonConfig {
+  /** Backbone checkpoint (PyTorch .t7/.th/.pt or blockdrop safetensors). */
+  readonly resnet: string;
+  /** Architecture preset (e.g. resnet32, resnet56a); detected from the checkpoint when omitted. */
+  readonly arch?: string;
+  /** CIFAR-10 directory; located automatically when omitted. */
+  readonly dataDir?: string;
+  /** Run directory: config.json, metrics.jsonl, checkpoints/. */
+  readonly runDir: string;
+  /** Continue the run in `runDir` from its last checkpoint. */
+  readonly resume: boolean;
+  readonly seed: number;
+  readonly batchSize: number;
+  /** Run length in epochs over the training split. */
+  readonly epochs: number;
+  /** Run length in iterations; overrides `epochs` when > 0. */
+  readonly iterations: number;
+  /** Stop (with a final evaluation and checkpoint) once this much training time has passed; 0 = no limit. */
+  readonly timeLimitMinutes: number;
+  readonly lr: number;
+  /** 'step': × lrDecayRatio every lrDecayEvery epochs (the original); 'cosine': to lrMin over the run. */
+  readonly lrSchedule: LrSchedule;
+  readonly lrDecayEvery: number;
+  readonly lrDecayRatio: number;
+  readonly lrMin: number;
+  readonly weightDecay: number;
+  /** γ ≥ 0: the reward of a wrong prediction is −γ. */
+  readonly penalty: number;
+  /** Probability bound α: sampling probabilities stay in [1 − α, α]. */
+  readonly alpha: number;
+  /** If > 0, α moves linearly from `alpha` to this value over the run (less exploration late); 0 = constant α. */
+  readonly alphaFinal: number;
+  /** Advantage baseline: 'greedy' (self-critical, the original) or 'samples' (leave-one-out mean; needs samples ≥ 2). */
+  readonly baseline: 'greedy' | 'samples';
+  /** 'signed' = REINFORCE (the original); 'positive' = only samples that beat the baseline are reinforced (self-imitation). */
+  readonly advantage: 'signed' | 'positive';
+  /** β, weight of the entropy bonus. */
+  readonly entropyWeight: number;
+  /** 'original' = −Σ s' log s' as in the reference code; 'bernoulli' = the full Bernoulli entropy. */
+  readonly entropy: EntropyKind;
+  /** Sampled policies per image per step (the original: 1). */
+  readonly samples: number;
+  /** Evaluate (validation split, greedy policy), log and checkpoint every this many iterations. */
+  readonly evalEvery: number;
+  /** Split the model is selected on; never the test split. */
+  readonly evalSplit: 'val';
+  /** Evaluate on only the first n validation images (0 = all). */
+  readonly evalLimit: number;
+  readonly trainSplit: 'train' | 'trainval';
+  /** After training, evaluate the best checkpoint once on the test split. */
+  readonly testAtEnd: boolean;
+  /** Engine of the frozen ResNet's reward passes and of evaluation. */
+  readonly engine: RewardEngine;
+  readonly backend: 'wasm' | 'cpu';
+  /** Stop when |loss| exceeds this. */
+  readonly lossLimit: number;
+  /** Which validation metric picks the best checkpoint. */
+  readonly selectBy: 'reward' | 'accuracy';
+}
+
+export interface Stage1Config extends CommonConfig {
+  /** Advance the curriculum by one block every this many units; 0 = no curriculum. */
+  readonly curriculumEvery: number;
+  readonly curriculumUnit: 'epoch' | 'iteration';
+  /** Learnable blocks at the start (the original's cl_step). */
+  readonly curriculumStart: number;
+  /** Initialise the policy from this checkpoint instead of randomly. */
+  readonly policyInit?: string;
+}
+
+export interface Stage2Config extends CommonConfig {
+  /** Stage-1 policy checkpoint to start from (required). */
+  readonly policy: string;
+}
+
+const COMMON_DEFAULTS = {
+  resume: false,
+  seed: 0,
+  iterations: 0,
+  timeLimitMinutes: 0,
+  lrSchedule: 'step',
+  lrDecayRatio: 0.1,
+  lrMin: 0,
+  weightDecay: 0,
+  alpha: 0.8,
+  alphaFinal: 0,
+  baseline: 'greedy',
+  advantage: 'signed',
+  entropy: 'original',
+  samples: 1,
+  evalEvery: 200,
+  evalSplit: 'val',
+  evalLimit: 0,
+  trainSplit: 'train',
+  testAtEnd: true,
+  engine: 'auto',
+  backend: 'wasm',
+  lossLimit: 1e6,
+  selectBy: 'reward',
+} as const;
+
+/** cl_training.py's argparse defaults; epochs = the README's 5000 for CIFAR. `resnet` and `runDir` must be set. */
+export const defaultStage1Config: Stage1Config = {
+  ...COMMON_DEFAULTS,
+  resnet: '',
+  runDir: '',
+  batchSize: 256,
+  epochs: 5000,
+  lr: 1e-3,
+  lrDecayEvery: 10000,
+  penalty: 1,
+  entropyWeight: 0.1,
+  curriculumEvery: 1,
+  curriculumUnit: 'epoch',
+  curriculumStart: 1,
+};
+
+/** finetune.py's defaults (penalty 5 = its default and the ResNet-32 setting; the README uses 10 for ResNet-110). */
+export const defaultStage2Config: Stage2Config = {
+  ...COMMON_DEFAULTS,
+  resnet: '',
+  runDir: '',
+  policy: '',
+  batchSize: 256,
+  epochs: 2000,
+  lr: 1e-4,
+  lrDecayEvery: 1600,
+  penalty: 5,
+  entropyWeight: 0,
+};
+
+/** One CLI option. `key` is the config field; the CLI derives `--kebab-case` from it. */
+export interface ConfigFlag<C> {
+  readonly key: keyof C & string;
+  readonly flag: string;
+  readonly type: 'number' | 'int' | 'string' | 'boolean' | 'choice';
+  readonly choices?: readonly string[];
+  readonly help: string;
+  readonly required?: boolean;
+}
+
+const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
+  { key: 'resnet', flag: '--resnet <checkpoint>', type: 'string', required: true, help: 'backbone ResNet checkpoint (PyTorch or blockdrop safetensors)' },
+  { key: 'arch', flag: '--arch <name>', type: 'string', help: 'architecture preset (detected from the checkpoint when omitted)' },
+  { key: 'dataDir', flag: '--data <dir>', type: 'string', help: 'CIFAR-10 directory' },
+  { key: 'runDir', flag: '--run-dir <dir>', type: 'string', required: true, help: 'run directory (config.json, metrics.jsonl, checkpoints/)' },
+  { key: 'resume', flag: '--resume', type: 'boolean', help: 'continue the run in --run-dir from its last checkpoint' },
+  { key: 'seed', flag: '--seed <n>', type: 'int', help: 'random seed' },
+  { key: 'batchSize', flag: '--batch-size <n>', type: 'int', help: 'images per step' },
+  { key: 'epochs', flag: '--epochs <n>', type: 'number', help: 'run length in epochs' },
+  { key: 'iterations', flag: '--iterations <n>', type: 'int', help: 'run length in iterations (overrides --epochs when > 0)' },
+  { key: 'timeLimitMinutes', flag: '--time-limit <minutes>', type: 'number', help: 'stop after this much training time (0 = none)' },
+  { key: 'lr', flag: '--lr <rate>', type: 'number', help: 'Adam learning rate' },
+  { key: 'lrSchedule', flag: '--lr-schedule <kind>', type: 'choice', choices: ['step', 'cosine', 'constant'], help: 'step: ×ratio every --lr-decay-every epochs (original); cosine: to --lr-min over the run' },
+  { key: 'lrDecayEvery', flag: '--lr-decay-every <epochs>', type: 'number', help: 'step schedule period in epochs' },
+  { key: 'lrDecayRatio', flag: '--lr-decay-ratio <r>', type: 'number', help: 'step schedule factor' },
+  { key: 'lrMin', flag: '--lr-min <rate>', type: 'number', help: 'final learning rate of the cosine schedule' },
+  { key: 'weightDecay', flag: '--weight-decay <wd>', type: 'number', help: 'Adam L2 weight decay' },
+  { key: 'penalty', flag: '--penalty <gamma>', type: 'number', help: 'γ ≥ 0: reward −γ for a wrong prediction (the original\'s --penalty -5 is 5 here)' },
+  { key: 'alpha', flag: '--alpha <a>', type: 'number', help: 'probability bound: sample from αs + (1−α)(1−s)' },
+  { key: 'alphaFinal', flag: '--alpha-final <a>', type: 'number', help: 'anneal α linearly to this value over the run (0 = constant)' },
+  { key: 'baseline', flag: '--baseline <kind>', type: 'choice', choices: ['greedy', 'samples'], help: "advantage baseline: the greedy policy's reward (original) or the mean of the other samples (needs --samples ≥ 2)" },
+  { key: 'advantage', flag: '--advantage <kind>', type: 'choice', choices: ['signed', 'positive'], help: 'signed: REINFORCE (original); positive: reinforce only samples that beat the baseline' },
+  { key: 'entropyWeight', flag: '--beta <b>', type: 'number', help: 'entropy bonus weight β' },
+  { key: 'entropy', flag: '--entropy <kind>', type: 'choice', choices: ['original', 'bernoulli'], help: "entropy bonus: the original's −Σ s' log s', or the Bernoulli entropy" },
+  { key: 'samples', flag: '--samples <m>', type: 'int', help: 'sampled policies per image per step' },
+  { key: 'evalEvery', flag: '--eval-every <iterations>', type: 'int', help: 'validate, log and checkpoint every n iterations' },
+  { key: 'evalLimit', flag: '--eval-limit <n>', type: 'int', help: 'validate on the first n validation images only (0 = all)' },
+  { key: 'trainSplit', flag: '--train-split <split>', type: 'choice', choices: ['train', 'trainval'], help: 'training split (trainval leaves no validation data for model selection)' },
+  { key: 'testAtEnd', flag: '--no-test', type: 'boolean', help: 'skip the one final test-split evaluation of the best checkpoint' },
+  { key: 'engine', flag: '--engine <name>', type: 'choice', choices: ['auto', 'tfjs', 'onnx'], help: 'engine of the frozen ResNet passes and evaluation' },
+  { key: 'backend', flag: '--backend <name>', type: 'choice', choices: ['wasm', 'cpu'], help: 'TensorFlow.js backend' },
+  { key: 'lossLimit', flag: '--loss-limit <x>', type: 'number', help: 'stop when |loss| exceeds this' },
+  { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy'], help: 'validation metric that picks the best checkpoint' },
+];
+
+export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
+  ...(COMMON_FLAGS as ConfigFlag<Stage1Config>[]),
+  { key: 'curriculumEvery', flag: '--curriculum-every <n>', type: 'number', help: 'hand one more block to the policy every n units (0 = no curriculum)' },
+  { key: 'curriculumUnit', flag: '--curriculum-unit <unit>', type: 'choice', choices: ['epoch', 'iteration'], help: 'unit of --curriculum-every' },
+  { key: 'curriculumStart', flag: '--curriculum-start <n>', type: 'int', help: 'learnable blocks at the start' },
+  { key: 'policyInit', flag: '--policy-init <checkpoint>', type: 'string', help: 'start from this policy instead of a random one' },
+];
+
+export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
+  ...(COMMON_FLAGS as ConfigFlag<Stage2Config>[]),
+  { key: 'policy', flag: '--policy <checkpoint>', type: 'string', required: true, help: 'stage-1 policy checkpoint' },
+];
+
+function check(ok: boolean, message: string): void {
+  if (!ok) throw new BlockdropError(message);
+}
+
+/** Validates a configuration; returns it unchanged. */
+export function validateConfig<C extends CommonConfig>(config: C): C {
+  check(config.resnet !== '', 'no backbone given; pass --resnet CHECKPOINT');
+  check(config.runDir !== '', 'no run directory given; pass --run-dir DIR');
+  check(Number.isInteger(config.batchSize) && config.batchSize >= 1, `batch size ${config.batchSize} is invalid; use a positive integer`);
+  check(config.lr > 0 && Number.isFinite(config.lr), `learning rate ${config.lr} is invalid; use a positive number`);
+  check(
+    config.penalty >= 0,
+    `penalty ${config.penalty} is negative; give γ ≥ 0 (a wrong prediction earns −γ: the original's --penalty -5 is --penalty 5 here)`,
+  );
+  check(config.alpha >= 0.5 && config.alpha <= 1, `alpha ${config.alpha} is outside [0.5, 1]`);
+  check(config.alphaFinal === 0 || (config.alphaFinal >= 0.5 && config.alphaFinal <= 1), `alpha-final ${config.alphaFinal} is outside [0.5, 1]`);
+  check(config.baseline !== 'samples' || config.samples >= 2, 'the samples baseline needs at least two samples per image; pass --samples 2 or more');
+  check(config.entropyWeight >= 0, `beta ${config.entropyWeight} is negative; use β ≥ 0`);
+  check(Number.isInteger(config.samples) && config.samples >= 1, `samples ${config.samples} is invalid; use a positive integer`);
+  check(Number.isInteger(config.evalEvery) && config.evalEvery >= 1, `eval-every ${config.evalEvery} is invalid; use a positive integer`);
+  check(config.epochs > 0 || config.iterations > 0, 'the run has no length; pass --epochs or --iterations');
+  check(config.lrDecayEvery > 0, `lr-decay-every ${config.lrDecayEvery} is invalid; use a positive number of epochs`);
+  check((config.evalSplit as string) === 'val', 'model selection uses the validation split only');
+  return config;
+}
+
+/** α at iteration `iteration` (linear annealing when `alphaFinal` > 0). */
+export function alphaAt(config: CommonConfig, iteration: number, totalIterations: number): number {
+  if (!(config.alphaFinal > 0)) return config.alpha;
+  const t = Math.min(1, iteration / Math.max(1, totalIterations));
+  return config.alpha + (config.alphaFinal - config.alpha) * t;
+}
+
+/** Learning rate at iteration `iteration` (epoch `epoch` may be fractional). */
+export function learningRate(config: CommonConfig, iteration: number, epoch: number, totalIterations: number): number {
+  switch (config.lrSchedule) {
+    case 'constant':
+      return config.lr;
+    case 'step':
+      return config.lr * Math.pow(config.lrDecayRatio, Math.floor(epoch / config.lrDecayEvery));
+    case 'cosine': {
+      const t = Math.min(1, iteration / Math.max(1, totalIterations));
+      return config.lrMin + 0.5 * (config.lr - config.lrMin) * (1 + Math.cos(Math.PI * t));
+    }
+  }
+}

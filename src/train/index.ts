@@ -1,0 +1,112 @@
+/**
+ * The two training commands as library functions:
+ *   trainPolicy(config)  stage 1, curriculum policy learning with the ResNet frozen (`blockdrop train-policy`)
+ *   finetune(config)     stage 2, policy and ResNet trained jointly (`blockdrop finetune`)
+ * Both build the models, data and reward engine from a plain config, then hand over to `runTraining`.
+ */
+import { initBackend } from '../backend/index.js';
+import { loadCifar10 } from '../data/cifar.js';
+import { BlockdropError } from '../errors.js';
+import { blockCount, type ResNetConfig } from '../models/config.js';
+import { policyFlops, resnetFlops } from '../models/flops.js';
+import { loadBackbone } from '../models/load.js';
+import { PolicyNetwork } from '../models/policy.js';
+import { ResNet } from '../models/resnet.js';
+import {
+  defaultStage1Config,
+  defaultStage2Config,
+  validateConfig,
+  type CommonConfig,
+  type Stage1Config,
+  type Stage2Config,
+} from './config.js';
+import { createRewardOracle, loadPolicyWeights, tfjsOracle } from './models.js';
+export { createRewardOracle, loadPolicyWeights, onnxOracle, tfjsOracle } from './models.js';
+export type { RewardOracle, PolicyModel, TrainablePolicy, BackboneModel } from './models.js';
+import { RunDirectory } from './run-dir.js';
+import { runTraining, type TrainHooks, type TrainResult } from './trainer.js';
+
+export { defaultStage1Config, defaultStage2Config, stage1Flags, stage2Flags, validateConfig } from './config.js';
+export type { Stage1Config, Stage2Config, CommonConfig, ConfigFlag } from './config.js';
+export type { TrainHooks, TrainProgress, TrainResult, TrainingSetup } from './trainer.js';
+export type { EvalRecord } from './run-dir.js';
+export { runTraining } from './trainer.js';
+export { blockDropStep } from './step.js';
+
+/** On resume the run directory's own config wins, except the time limit of this session. */
+function withResume<C extends CommonConfig>(config: C): C {
+  if (!config.resume) return config;
+  const saved = RunDirectory.readConfig<C>(config.runDir);
+  return { ...saved, resume: true, timeLimitMinutes: config.timeLimitMinutes, runDir: config.runDir };
+}
+
+function flopsCounter(arch: ResNetConfig): (keep: Uint8Array) => number {
+  const policy = policyFlops(arch);
+  return (keep) => resnetFlops(arch, keep) + policy;
+}
+
+async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: TrainHooks): Promise<TrainResult> {
+  const config = validateConfig(withResume(input));
+  const log = hooks.log ?? (() => {});
+  const backbone = await loadBackbone(config.resnet, { arch: config.arch });
+  await initBackend(config.backend);
+  const { arch } = backbone;
+  const k = blockCount(arch);
+  const train = loadCifar10({ dataDir: config.dataDir, split: config.trainSplit });
+  const val = loadCifar10({ dataDir: config.dataDir, split: 'val' });
+  const resnet = ResNet.fromWeights(arch, backbone.tensors, { trainable: stage === 2 });
+  let policy: PolicyNetwork;
+  let policySource = 'random init';
+  if (stage === 2) {
+    const path = (config as Stage2Config).policy;
+    if (!path) throw new BlockdropError('finetuning needs a stage-1 policy; pass --policy CHECKPOINT');
+    policy = PolicyNetwork.fromWeights(arch, await loadPolicyWeights(path));
+    policySource = path;
+  } else if ((config as Stage1Config).policyInit) {
+    policySource = (config as Stage1Config).policyInit!;
+    policy = PolicyNetwork.fromWeights(arch, await loadPolicyWeights(policySource));
+  } else {
+    policy = PolicyNetwork.init(arch, config.seed);
+  }
+  const oracle = await createRewardOracle(config.engine, resnet, backbone, log);
+  // Stage 2 changes the ResNet every step: evaluate its live tfjs weights.
+  const evalOracle = stage === 2 ? tfjsOracle(resnet, k, arch.inputSize) : oracle;
+  try {
+    return await runTraining(
+      {
+        stage,
+        config,
+        k,
+        policy,
+        resnet,
+        oracle,
+        evalOracle,
+        train,
+        val,
+        loadTest: () => loadCifar10({ dataDir: config.dataDir, split: 'test' }),
+        normalization: backbone.normalization,
+        flops: flopsCounter(arch),
+        meta: { preset: backbone.preset, resnetSource: config.resnet, policySource, normalization: backbone.normalization.name },
+      },
+      hooks,
+    );
+  } finally {
+    oracle.dispose();
+    if (evalOracle !== oracle) evalOracle.dispose();
+    policy.dispose();
+    resnet.dispose();
+  }
+}
+
+/** Stage 1: curriculum policy learning on a frozen ResNet. Unset fields take `defaultStage1Config`'s values. */
+export async function trainPolicy(config: Partial<Stage1Config> & Pick<Stage1Config, 'resnet' | 'runDir'>, hooks: TrainHooks = {}): Promise<TrainResult> {
+  return run(1, { ...defaultStage1Config, ...config }, hooks);
+}
+
+/** Stage 2: joint finetuning of policy and ResNet. Unset fields take `defaultStage2Config`'s values. */
+export async function finetune(
+  config: Partial<Stage2Config> & Pick<Stage2Config, 'resnet' | 'runDir' | 'policy'>,
+  hooks: TrainHooks = {},
+): Promise<TrainResult> {
+  return run(2, { ...defaultStage2Config, ...config }, hooks);
+}

@@ -1,0 +1,224 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../backend/index.js';
+import { NORMALIZATIONS } from '../models/config.js';
+import type { TensorMap } from '../tensor.js';
+import { ResNet } from '../models/resnet.js';
+import { defaultStage1Config, type Stage1Config } from './config.js';
+import { tfjsOracle } from './models.js';
+import { RunDirectory, type EvalRecord } from './run-dir.js';
+import { TrainingDivergedError } from './step.js';
+import {
+  SYNTHETIC_BACKBONE,
+  SYNTHETIC_ESSENTIAL,
+  syntheticBackboneWeights,
+  syntheticImages,
+  syntheticK,
+  TinyPolicy,
+} from './synthetic.js';
+import { runTraining, type TrainingSetup } from './trainer.js';
+
+before(async () => {
+  await initBackend('wasm');
+});
+
+const K = syntheticK();
+const BEST = Array.from({ length: K }, (_, t) => (SYNTHETIC_ESSENTIAL.includes(t) ? '1' : '0')).join('');
+
+function tempRun(): string {
+  return join(mkdtempSync(join(tmpdir(), 'blockdrop-train-')), 'run');
+}
+
+function setup(
+  config: Partial<Stage1Config>,
+  options: { stage?: 1 | 2; policy?: TinyPolicy; policySeed?: number } = {},
+): TrainingSetup & { dispose(): void } {
+  const stage = options.stage ?? 1;
+  const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: stage === 2 });
+  const train = syntheticImages(resnet, 256, 3);
+  const val = syntheticImages(resnet, 128, 4);
+  const policy = options.policy ?? new TinyPolicy(K, options.policySeed ?? 7);
+  const oracle = tfjsOracle(resnet, K, 32);
+  const full: Stage1Config = {
+    ...defaultStage1Config,
+    resnet: 'synthetic',
+    runDir: tempRun(),
+    batchSize: 32,
+    iterations: 60,
+    evalEvery: 20,
+    lr: 0.01,
+    curriculumEvery: 0,
+    testAtEnd: false,
+    ...config,
+  };
+  return {
+    stage,
+    config: full,
+    k: K,
+    policy,
+    resnet,
+    oracle,
+    evalOracle: oracle,
+    train,
+    val,
+    loadTest: () => val,
+    normalization: NORMALIZATIONS.none,
+    augment: false,
+    dispose() {
+      policy.dispose();
+      resnet.dispose();
+    },
+  };
+}
+
+/** Metrics without the wall-clock fields, which differ between any two runs. */
+function deterministic(records: EvalRecord[]): object[] {
+  return records.map(({ imagesPerSecond, evalImagesPerSecond, elapsedSeconds, ...rest }) => {
+    void imagesPerSecond;
+    void evalImagesPerSecond;
+    void elapsedSeconds;
+    return rest;
+  });
+}
+
+function tensorsEqual(a: TensorMap, b: TensorMap): boolean {
+  if (a.size !== b.size) return false;
+  for (const [name, t] of a) {
+    const u = b.get(name);
+    const x = t.data as Float32Array;
+    const y = u?.data as Float32Array | undefined;
+    if (!y || y.length !== x.length) return false;
+    for (let i = 0; i < x.length; i++) if (!Object.is(x[i], y[i])) return false;
+  }
+  return true;
+}
+
+test('stage 1 on a synthetic ResNet finds the known best policy (drop exactly the zero blocks)', async () => {
+  const s = setup({ iterations: 40, evalEvery: 20, lr: 0.03, curriculumEvery: 4, curriculumUnit: 'iteration', curriculumStart: 1 });
+  try {
+    const result = await runTraining(s);
+    const last = result.last!;
+    assert.equal(last.learnable, K, 'curriculum finished');
+    assert.ok(last.valAccuracy >= 0.98, `validation accuracy ${last.valAccuracy}`);
+    assert.ok(Math.abs(last.valBlocksMean - SYNTHETIC_ESSENTIAL.length) < 0.1, `blocks ${last.valBlocksMean}`);
+    const usage = last.valBlockUsage;
+    usage.forEach((u, t) => {
+      if (SYNTHETIC_ESSENTIAL.includes(t)) assert.ok(u >= 0.98, `essential block ${t} used by ${u}`);
+      else assert.ok(u <= 0.02, `zero block ${t} used by ${u}`);
+    });
+    const records = new RunDirectory(s.config.runDir).readMetrics();
+    assert.deepEqual(records.map((r) => r.iteration), [0, 20, 40]);
+    assert.ok(records[0]!.valReward < records[2]!.valReward);
+    assert.ok(result.policyPath && readdirSync(s.config.runDir).includes('policy.safetensors'));
+    void BEST;
+  } finally {
+    s.dispose();
+  }
+});
+
+test('a killed run resumed from its last checkpoint ends exactly like an uninterrupted one', async () => {
+  const config = { iterations: 6, evalEvery: 2, samples: 2, curriculumEvery: 2, curriculumUnit: 'iteration' as const };
+  const a = setup(config);
+  await runTraining(a);
+  const weightsA = a.policy.toTensorMap();
+  const metricsA = new RunDirectory(a.config.runDir).readMetrics();
+  a.dispose();
+
+  const b = setup(config);
+  await assert.rejects(
+    runTraining(b, {
+      onProgress: (p) => {
+        if (p.phase === 'train' && p.iteration === 5) throw new Error('killed');
+      },
+    }),
+    /killed/,
+  );
+  b.dispose();
+  // A new process: fresh models (the policy re-initialised), everything else from the run directory.
+  const c = setup({ ...config, runDir: b.config.runDir, resume: true });
+  await runTraining(c);
+  const weightsC = c.policy.toTensorMap();
+  const metricsC = new RunDirectory(c.config.runDir).readMetrics();
+  c.dispose();
+  assert.deepEqual(metricsC.map((r) => r.iteration), [0, 2, 4, 6]);
+  assert.deepEqual(deterministic(metricsC), deterministic(metricsA));
+  assert.ok(tensorsEqual(weightsA, weightsC), 'final policy weights differ');
+});
+
+test('the same seed gives the same metrics; another seed does not', async () => {
+  const config = { iterations: 2, evalEvery: 2 };
+  const runs = [];
+  for (const seed of [5, 5, 6]) {
+    const s = setup({ ...config, seed }, { policySeed: seed });
+    await runTraining(s);
+    runs.push(deterministic(new RunDirectory(s.config.runDir).readMetrics()));
+    s.dispose();
+  }
+  assert.deepEqual(runs[0], runs[1]);
+  assert.notDeepEqual(runs[0], runs[2]);
+});
+
+/** A policy that starts returning NaN after `after` calls in training mode. */
+class PoisonedPolicy extends TinyPolicy {
+  calls = 0;
+  constructor(private readonly after: number) {
+    super(K, 7);
+  }
+  override probabilities(x: tf.Tensor4D, options: { training?: boolean } = {}): tf.Tensor2D {
+    const p = super.probabilities(x, options);
+    if (!options.training || ++this.calls <= this.after) return p;
+    return tf.tidy(() => p.mul(NaN));
+  }
+}
+
+test('a NaN loss stops the run with a clear message and leaves the last good checkpoint intact', async () => {
+  const policy = new PoisonedPolicy(2 * 3); // two calls per step: NaN from step 4 on
+  const s = setup({ iterations: 10, evalEvery: 2 }, { policy });
+  try {
+    await assert.rejects(runTraining(s), (e: unknown) => {
+      assert.ok(e instanceof TrainingDivergedError);
+      assert.match((e as Error).message, /diverged.*last checkpoint is intact/);
+      return true;
+    });
+    const run = new RunDirectory(s.config.runDir);
+    const last = await run.loadLast();
+    assert.equal(last!.meta.iteration, 2);
+    for (const t of last!.tensors.values()) assert.ok((t.data as Float32Array).every(Number.isFinite));
+    assert.deepEqual(run.readMetrics().map((r) => r.iteration), [0, 2]);
+  } finally {
+    s.dispose();
+  }
+});
+
+test('stage 2 trains the ResNet jointly: cross-entropy logged, ResNet weights change, checkpoint holds both', async () => {
+  const s = setup({ iterations: 2, evalEvery: 2, lr: 1e-3, entropyWeight: 0, penalty: 5 }, { stage: 2 });
+  try {
+    const before = s.resnet.toTensorMap();
+    const result = await runTraining(s);
+    assert.ok(result.last!.trainCrossEntropy !== null && result.last!.trainCrossEntropy >= 0);
+    const saved = await new RunDirectory(s.config.runDir).loadLast();
+    assert.ok(!tensorsEqual(before, RunDirectory.withoutPrefix(saved!.tensors, 'resnet.')), 'ResNet unchanged');
+    assert.ok([...saved!.tensors.keys()].some((n) => n.startsWith('resnet.')));
+    assert.ok([...saved!.tensors.keys()].some((n) => n.startsWith('policy.')));
+  } finally {
+    s.dispose();
+  }
+});
+
+test('a run directory is never overwritten; resume needs a checkpoint', async () => {
+  const s = setup({ iterations: 1, evalEvery: 1 });
+  try {
+    await runTraining(s);
+    await assert.rejects(runTraining({ ...s, config: { ...s.config } }), /already holds a run/);
+    const empty = tempRun();
+    await assert.rejects(runTraining({ ...s, config: { ...s.config, runDir: empty, resume: true } }), /nothing to resume/);
+    rmSync(s.config.runDir, { recursive: true, force: true });
+    void readFileSync;
+  } finally {
+    s.dispose();
+  }
+});

@@ -1,0 +1,377 @@
+/**
+ * The training loop shared by both stages. Reads like nanoGPT's train.py: evaluate and checkpoint every
+ * `evalEvery` iterations, pick the learning rate and curriculum, take one step, repeat.
+ *
+ * Everything a resumed run needs is in the last checkpoint: weights, Adam moments, both random generators,
+ * the batch sampler, the iteration and the best validation score, so `resume` replays exactly the numbers
+ * an uninterrupted run would have produced.
+ */
+import type { ImageSet } from '../data/cifar.js';
+import { batchLabels, EpochSampler, normalizeBatch } from '../data/batches.js';
+import { BlockdropError } from '../errors.js';
+import { evaluatePolicy, type PolicyEvaluation } from '../eval/evaluate.js';
+import type { Normalization } from '../models/config.js';
+import type { JsonObject } from '../checkpoint/json.js';
+import type { TensorMap } from '../tensor.js';
+import { Rng } from '../util/rng.js';
+import type * as tf from '@tensorflow/tfjs';
+import { Adam } from './adam.js';
+import { alphaAt, learningRate, type CommonConfig, type Stage1Config } from './config.js';
+import type { RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
+import { learnableBlocks, type CurriculumSchedule } from './reinforce.js';
+import { RunDirectory, type EvalRecord, type TrainingCheckpointMeta } from './run-dir.js';
+import { blockDropStep, type StepResult } from './step.js';
+
+/** Everything the loop needs, already built (the CLI-facing `trainPolicy` / `finetune` build it from a config). */
+export interface TrainingSetup {
+  readonly stage: 1 | 2;
+  readonly config: CommonConfig & Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>>;
+  /** Number of blocks K. */
+  readonly k: number;
+  readonly policy: TrainablePolicy;
+  readonly resnet: TrainableBackbone;
+  /** Frozen-ResNet reward passes (stage 1). */
+  readonly oracle: RewardOracle;
+  /** Validation / test passes of the ResNet (stage 2: the live, training ResNet in eval mode). */
+  readonly evalOracle: RewardOracle;
+  readonly train: ImageSet;
+  readonly val: ImageSet;
+  /** Loaded only for the one final test evaluation. */
+  readonly loadTest?: () => ImageSet | Promise<ImageSet>;
+  readonly normalization: Normalization;
+  /** FLOPs per image (ResNet with this policy + policy network). */
+  readonly flops?: (keep: Uint8Array) => number;
+  /** Random crop + flip of training images (default true). */
+  readonly augment?: boolean;
+  /** Recorded in every checkpoint (preset, sources, …). */
+  readonly meta?: Record<string, string | number | boolean>;
+}
+
+export interface TrainProgress {
+  readonly phase: 'train' | 'eval' | 'test';
+  readonly iteration: number;
+  readonly totalIterations: number;
+  readonly epoch: number;
+  readonly lr: number;
+  readonly learnable: number;
+  /** Running means since the last evaluation. */
+  readonly loss: number;
+  readonly reward: number;
+  readonly accuracy: number;
+  readonly blocks: number;
+  readonly imagesPerSecond: number;
+  readonly elapsedSeconds: number;
+  /** During evaluation: images done / total. */
+  readonly evalDone?: number;
+  readonly evalTotal?: number;
+  /** The latest evaluation record. */
+  readonly lastEval?: EvalRecord;
+}
+
+export interface TrainHooks {
+  onProgress?(progress: TrainProgress): void;
+  /** Aborting stops after the current step and saves a checkpoint to resume from. */
+  readonly signal?: AbortSignal;
+  /** One-line messages (resume notices, the engine picked, …). */
+  log?(message: string): void;
+}
+
+export interface TrainResult {
+  readonly runDir: string;
+  readonly iterations: number;
+  readonly stoppedBy: 'done' | 'time-limit' | 'aborted';
+  readonly best?: EvalRecord;
+  readonly last?: EvalRecord;
+  /** The best checkpoint on the test split (when `testAtEnd`). */
+  readonly test?: PolicyEvaluation;
+  /** The best policy alone (`<runDir>/policy.safetensors`). */
+  readonly policyPath?: string;
+  readonly elapsedSeconds: number;
+}
+
+/** Running sums of step results between two evaluations. */
+class StepStats {
+  steps = 0;
+  images = 0;
+  seconds = 0;
+  loss = 0;
+  crossEntropy = 0;
+  rewardSampled = 0;
+  rewardGreedy = 0;
+  correctSampled = 0;
+  correctGreedy = 0;
+  blocksSampled = 0;
+  blocksGreedy = 0;
+  blocksGreedySq = 0;
+
+  add(r: StepResult, seconds: number): void {
+    this.steps++;
+    this.seconds += seconds;
+    this.images += r.images;
+    this.loss += r.loss;
+    this.crossEntropy += r.crossEntropy;
+    // Per-image means weighted by the batch size (the last batch of an epoch is smaller).
+    this.rewardSampled += r.rewardSampled * r.images;
+    this.rewardGreedy += r.rewardGreedy * r.images;
+    this.correctSampled += r.correctSampled * r.images;
+    this.correctGreedy += r.correctGreedy * r.images;
+    this.blocksSampled += r.blocksSampled * r.images;
+    this.blocksGreedy += r.blocksGreedy * r.images;
+    this.blocksGreedySq += r.blocksGreedySq;
+  }
+
+  mean(field: 'rewardSampled' | 'rewardGreedy' | 'correctSampled' | 'correctGreedy' | 'blocksSampled' | 'blocksGreedy'): number {
+    return this.images > 0 ? this[field] / this.images : 0;
+  }
+}
+
+function curriculumOf(setup: TrainingSetup): CurriculumSchedule {
+  const c = setup.config;
+  return { every: c.curriculumEvery ?? 0, unit: c.curriculumUnit ?? 'epoch', start: c.curriculumStart ?? 1 };
+}
+
+function selectionScore(config: CommonConfig, e: PolicyEvaluation): number {
+  return config.selectBy === 'accuracy' ? e.accuracy : e.reward;
+}
+
+export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}): Promise<TrainResult> {
+  const { config, k, policy, resnet, stage } = setup;
+  const log = hooks.log ?? (() => {});
+  const run = new RunDirectory(config.runDir);
+  const trainResNet = stage === 2;
+  const params: tf.Variable[] = [...policy.variables(), ...(trainResNet ? resnet.variables() : [])];
+  const optimizer = new Adam(params, { lr: config.lr, weightDecay: config.weightDecay });
+  const curriculum = curriculumOf(setup);
+  const side = setup.train.height;
+
+  // Fresh state, or the state of the last checkpoint.
+  const seedRng = new Rng(config.seed);
+  let sampler = new EpochSampler(setup.train.count, config.batchSize, seedRng);
+  let augmentRng = new Rng(seedRng.nextUint32());
+  let sampleRng = new Rng(seedRng.nextUint32());
+  let iteration = 0;
+  let elapsedBefore = 0;
+  let best: EvalRecord | undefined;
+  let last: EvalRecord | undefined;
+  const resumedStats = new StepStats();
+  if (config.resume) {
+    const saved = await run.loadLast();
+    if (!saved) throw new BlockdropError(`nothing to resume in ${config.runDir}: it has no checkpoint yet; start the run without --resume`);
+    const meta = saved.meta;
+    if (meta.stage !== stage) throw new BlockdropError(`${config.runDir} holds a stage-${meta.stage} run; it cannot be resumed as stage ${stage}`);
+    policy.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'policy.'));
+    if (trainResNet) resnet.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'resnet.'));
+    optimizer.loadState(Adam.stateFromTensorMap(saved.tensors, meta.adamStep, params.length));
+    sampler = EpochSampler.fromState(meta.sampler);
+    augmentRng = Rng.fromState(meta.augmentRng);
+    sampleRng = Rng.fromState(meta.sampleRng);
+    iteration = meta.iteration;
+    elapsedBefore = meta.elapsedSeconds;
+    best = meta.best ?? undefined;
+    last = meta.last ?? undefined;
+    if (meta.stats) Object.assign(resumedStats, meta.stats);
+    await run.truncateMetrics(iteration, last);
+    log(`resumed ${config.runDir} at iteration ${iteration} (epoch ${meta.epoch.toFixed(2)})`);
+  } else {
+    await run.create(config);
+  }
+
+  const perEpoch = sampler.batchesPerEpoch;
+  const totalIterations = config.iterations > 0 ? config.iterations : Math.ceil(config.epochs * perEpoch);
+  const started = performance.now();
+  const elapsed = (): number => elapsedBefore + (performance.now() - started) / 1000;
+  let stats = resumedStats;
+  let lr = config.lr;
+  let learnable = k;
+  let lastEvaluated = config.resume ? iteration : -1;
+
+  const progress = (phase: TrainProgress['phase'], extra: Partial<TrainProgress> = {}): void =>
+    hooks.onProgress?.({
+      phase,
+      iteration,
+      totalIterations,
+      epoch: iteration / perEpoch,
+      lr,
+      learnable,
+      loss: stats.steps > 0 ? stats.loss / stats.steps : 0,
+      reward: stats.mean('rewardSampled'),
+      accuracy: stats.mean('correctGreedy'),
+      blocks: stats.mean('blocksGreedy'),
+      imagesPerSecond: stats.seconds > 0 ? stats.images / stats.seconds : 0,
+      elapsedSeconds: elapsed(),
+      lastEval: last,
+      ...extra,
+    });
+
+  const evaluateAndSave = async (): Promise<void> => {
+    lastEvaluated = iteration;
+    const evaluation = await evaluatePolicy(policy, setup.evalOracle, setup.val, {
+      k,
+      normalization: setup.normalization,
+      limit: config.evalLimit,
+      learnable,
+      penalty: config.penalty,
+      flops: setup.flops,
+      onProgress: (done, total) => progress('eval', { evalDone: done, evalTotal: total }),
+    });
+    const isBest = !best || selectionScore(config, evaluation) > best.selectionScore;
+    const record: EvalRecord = {
+      iteration,
+      epoch: iteration / perEpoch,
+      lr,
+      learnable,
+      trainLoss: stats.steps > 0 ? stats.loss / stats.steps : null,
+      trainCrossEntropy: trainResNet && stats.steps > 0 ? stats.crossEntropy / stats.steps : null,
+      trainAccuracy: stats.images > 0 ? stats.mean('correctGreedy') : null,
+      trainAccuracySampled: stats.images > 0 ? stats.mean('correctSampled') : null,
+      trainReward: stats.images > 0 ? stats.mean('rewardSampled') : null,
+      trainRewardGreedy: stats.images > 0 ? stats.mean('rewardGreedy') : null,
+      trainBlocks: stats.images > 0 ? stats.mean('blocksGreedy') : null,
+      trainBlocksStd:
+        stats.images > 0 ? Math.sqrt(Math.max(0, stats.blocksGreedySq / stats.images - stats.mean('blocksGreedy') ** 2)) : null,
+      trainBlocksSampled: stats.images > 0 ? stats.mean('blocksSampled') : null,
+      valImages: evaluation.images,
+      valAccuracy: evaluation.accuracy,
+      valReward: evaluation.reward,
+      valBlocksMean: evaluation.blocksMean,
+      valBlocksStd: evaluation.blocksStd,
+      valFlopsMean: evaluation.flopsMean,
+      valDistinctPolicies: evaluation.distinctPolicies,
+      valBlockUsage: evaluation.blockUsage.map((u) => Math.round(u * 1e4) / 1e4),
+      selectionScore: selectionScore(config, evaluation),
+      best: isBest,
+      imagesPerSecond: stats.seconds > 0 ? stats.images / stats.seconds : null,
+      evalImagesPerSecond: evaluation.imagesPerSecond,
+      elapsedSeconds: elapsed(),
+    };
+    last = record;
+    stats = new StepStats();
+    if (isBest) {
+      best = record;
+      await run.saveBest(modelTensors(), { ...(checkpointMeta() as unknown as JsonObject), iteration, record: record as unknown as JsonObject });
+    }
+    await run.saveLast(trainingTensors(), checkpointMeta());
+    await run.appendMetrics(record);
+  };
+
+  const modelTensors = (): TensorMap => {
+    const out: TensorMap = new Map();
+    for (const [name, t] of policy.toTensorMap()) out.set(`policy.${name}`, t);
+    if (trainResNet) for (const [name, t] of resnet.toTensorMap()) out.set(`resnet.${name}`, t);
+    return out;
+  };
+  const trainingTensors = (): TensorMap => new Map([...modelTensors(), ...optimizer.toTensorMap()]);
+  const checkpointMeta = (): TrainingCheckpointMeta => ({
+    format: 'blockdrop-training-state',
+    version: 1,
+    stage,
+    k,
+    iteration,
+    epoch: iteration / perEpoch,
+    adamStep: optimizer.step,
+    sampler: sampler.state(),
+    augmentRng: augmentRng.state(),
+    sampleRng: sampleRng.state(),
+    elapsedSeconds: elapsed(),
+    best: best ?? null,
+    last: last ?? null,
+    stats: { ...stats },
+    ...(setup.meta ?? {}),
+  });
+
+  // The loop.
+  let stoppedBy: TrainResult['stoppedBy'] = 'done';
+  const images = new Float32Array(config.batchSize * side * side * 3);
+  for (;;) {
+    learnable = learnableBlocks(curriculum, k, sampler.epoch, iteration);
+    lr = learningRate(config, iteration, sampler.epoch, totalIterations);
+    if (iteration % config.evalEvery === 0 && iteration !== lastEvaluated) await evaluateAndSave();
+    if (iteration >= totalIterations) break;
+    if (config.timeLimitMinutes > 0 && elapsed() >= config.timeLimitMinutes * 60) {
+      stoppedBy = 'time-limit';
+      break;
+    }
+    if (hooks.signal?.aborted) {
+      stoppedBy = 'aborted';
+      break;
+    }
+
+    const t0 = performance.now();
+    const indices = sampler.nextBatch();
+    const size = indices.length;
+    const x = size === config.batchSize ? images : new Float32Array(size * side * side * 3);
+    normalizeBatch(setup.train, indices, setup.normalization, setup.augment === false ? undefined : { rng: augmentRng }, x);
+    optimizer.lr = lr;
+    const result = await blockDropStep(
+      { policy, resnet, oracle: setup.oracle, optimizer, params, rng: sampleRng },
+      { images: x, labels: batchLabels(setup.train, indices), size, side },
+      {
+        k,
+        learnable,
+        entropyWeight: config.entropyWeight,
+        entropy: config.entropy,
+        penalty: config.penalty,
+        alpha: alphaAt(config, iteration, totalIterations),
+        baseline: config.baseline,
+        advantage: config.advantage,
+        trainResNet,
+        samples: config.samples,
+        lossLimit: config.lossLimit,
+      },
+    );
+    stats.add(result, (performance.now() - t0) / 1000);
+    iteration++;
+    progress('train');
+  }
+
+  if (iteration !== lastEvaluated && stoppedBy !== 'aborted') {
+    learnable = learnableBlocks(curriculum, k, sampler.epoch, iteration);
+    await evaluateAndSave();
+  } else if (stoppedBy === 'aborted' && iteration !== lastEvaluated) {
+    await run.saveLast(trainingTensors(), checkpointMeta());
+  }
+
+  // The best validation checkpoint: its policy alone, and (once) its test-split numbers.
+  let test: PolicyEvaluation | undefined;
+  let policyPath: string | undefined;
+  if (stoppedBy !== 'aborted' && best) {
+    const saved = await run.loadBest();
+    policy.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'policy.'));
+    if (trainResNet) resnet.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'resnet.'));
+    policyPath = await run.savePolicy(policy.toTensorMap(), {
+      ...(setup.meta ?? {}),
+      stage,
+      k,
+      iteration: best.iteration,
+      valAccuracy: best.valAccuracy,
+      valBlocksMean: best.valBlocksMean,
+    });
+    if (trainResNet) {
+      await run.saveResnet(resnet.toTensorMap(), { ...(setup.meta ?? {}), stage, iteration: best.iteration });
+    }
+    if (config.testAtEnd && setup.loadTest) {
+      const testSet = await setup.loadTest();
+      test = await evaluatePolicy(policy, setup.evalOracle, testSet, {
+        k,
+        normalization: setup.normalization,
+        learnable: best.learnable,
+        penalty: config.penalty,
+        flops: setup.flops,
+        onProgress: (done, total) => progress('test', { evalDone: done, evalTotal: total }),
+      });
+    }
+    await run.writeResults({
+      stage,
+      runDir: config.runDir,
+      ...(setup.meta ?? {}),
+      iterations: iteration,
+      elapsedSeconds: elapsed(),
+      stoppedBy,
+      policy: policyPath,
+      best,
+      test: test ?? null,
+    });
+  }
+  optimizer.dispose();
+  return { runDir: config.runDir, iterations: iteration, stoppedBy, best, last, test, policyPath, elapsedSeconds: elapsed() };
+}
