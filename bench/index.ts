@@ -1,5 +1,6 @@
 /**
  * Benchmark entry point: `node dist/bench/index.js <name> [options]` (npm run bench -- <name>).
+ *   data         CIFAR-10 load and decode time (no cache, warm cache)
  *   inference    full fused ResNet vs the BlockDrop executor on the CIFAR-10 test set
  *   strategies   the executor's skipping strategies against each other (docs/executor.md)
  */
@@ -8,6 +9,7 @@ import { pathToFileURL } from 'node:url';
 import { BlockdropError } from '../src/errors.js';
 
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<void> }>> = {
+  data: () => import('./data.js'),
   inference: () => import('./inference.js'),
   strategies: () => import('./strategies.js'),
 };
