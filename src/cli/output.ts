@@ -19,3 +19,8 @@ export function positiveInt(name: string): (value: string) => number {
     return n;
   };
 }
+
+/** One diagnostic line on stderr (stdout stays clean for --json). */
+export function logLine(message: string): void {
+  process.stderr.write(`${message}\n`);
+}

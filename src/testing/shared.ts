@@ -1,19 +1,8 @@
 /** Where tests find `../shared` (real data and PyTorch-written fixtures). Never committed into the repo. */
-import { existsSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
+import { PACKAGE_ROOT } from '../util/package-root.js';
 
-function findRepoRoot(start: string): string {
-  let dir = start;
-  for (;;) {
-    if (existsSync(join(dir, 'package.json'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) return start;
-    dir = parent;
-  }
-}
-
-export const repoRoot: string = findRepoRoot(dirname(fileURLToPath(import.meta.url)));
+export const repoRoot: string = PACKAGE_ROOT;
 
 /** `BLOCKDROP_SHARED`, else `../shared` next to the repository. */
 export const sharedDir: string = process.env.BLOCKDROP_SHARED

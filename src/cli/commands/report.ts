@@ -4,7 +4,7 @@ import { evaluateBaselines } from '../../eval/baselines.js';
 import { writeBaselineResults } from '../../eval/results.js';
 import { reportFromRun } from '../../report/run.js';
 import { weightsDirDefault } from '../defaults.js';
-import { formatPercent, positiveInt, printJson } from '../output.js';
+import { formatPercent, logLine, positiveInt, printJson } from '../output.js';
 import { progressBar } from '../progress.js';
 
 function seedList(value: string): number[] {
@@ -15,9 +15,7 @@ function seedList(value: string): number[] {
   return seeds;
 }
 
-const log = (m: string): void => {
-  process.stderr.write(`${m}\n`);
-};
+const log = logLine;
 
 export function registerReport(program: Command): void {
   program

@@ -12,7 +12,7 @@ import { BlockdropError } from '../../errors.js';
 import { reportFromRun } from '../../report/run.js';
 import { trainPolicy } from '../../train/index.js';
 import { defaultBackbone } from '../defaults.js';
-import { formatPercent, printJson } from '../output.js';
+import { formatPercent, logLine, printJson } from '../output.js';
 
 /** The stage-1 policy for BlockDrop's ResNet-32 that this project trained and committed. */
 export const SHIPPED_POLICY = join(PACKAGE_ROOT, 'models', 'blockdrop-resnet32-stage1.safetensors');
@@ -36,9 +36,7 @@ interface RunOptions {
   json?: boolean;
 }
 
-const log = (m: string): void => {
-  process.stderr.write(`${m}\n`);
-};
+const log = logLine;
 
 export function registerRun(program: Command): void {
   program

@@ -110,37 +110,25 @@ function printResult(result: TrainResult, json: boolean | undefined): void {
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
-export function registerTrain(program: Command): void {
-  const stage1 = program
-    .command('train-policy')
-    .description('stage 1: learn the policy with curriculum REINFORCE, the ResNet frozen');
-  addConfigOptions(stage1, stage1Flags, defaultStage1Config);
-  stage1.option('--json', 'print the result as one JSON object on stdout');
-  stage1.action(async (opts: Record<string, unknown>) => {
-    const reporter = progressReporter();
-    const abort = abortOnSigint();
-    try {
-      const config = configFromOptions(stage1Flags, opts) as Parameters<typeof trainPolicy>[0];
-      const result = await trainPolicy(config, { onProgress: reporter.onProgress, log: reporter.log, signal: abort.signal });
-      reporter.stop();
-      printResult(result, opts['json'] === true);
-    } finally {
-      reporter.stop();
-      abort.release();
-    }
-  });
+type Trainer<C> = (config: C, hooks: Parameters<typeof trainPolicy>[1]) => Promise<TrainResult>;
 
-  const stage2 = program
-    .command('finetune')
-    .description('stage 2: train the policy and the ResNet jointly');
-  addConfigOptions(stage2, stage2Flags, defaultStage2Config);
-  stage2.option('--json', 'print the result as one JSON object on stdout');
-  stage2.action(async (opts: Record<string, unknown>) => {
+/** One training command: options from the trainer's flag table, a progress bar, Ctrl-C to stop with a checkpoint. */
+function trainingCommand<C extends object>(
+  program: Command,
+  name: string,
+  description: string,
+  flags: readonly ConfigFlag<C>[],
+  defaults: C,
+  train: Trainer<C>,
+): void {
+  const command = program.command(name).description(description);
+  addConfigOptions(command, flags, defaults);
+  command.option('--json', 'print the result as one JSON object on stdout');
+  command.action(async (opts: Record<string, unknown>) => {
     const reporter = progressReporter();
     const abort = abortOnSigint();
     try {
-      const config = configFromOptions(stage2Flags, opts) as Parameters<typeof finetune>[0];
-      const result = await finetune(config, { onProgress: reporter.onProgress, log: reporter.log, signal: abort.signal });
+      const result = await train(configFromOptions(flags, opts) as C, { onProgress: reporter.onProgress, log: reporter.log, signal: abort.signal });
       reporter.stop();
       printResult(result, opts['json'] === true);
     } finally {
@@ -148,4 +136,9 @@ export function registerTrain(program: Command): void {
       abort.release();
     }
   });
+}
+
+export function registerTrain(program: Command): void {
+  trainingCommand(program, 'train-policy', 'stage 1: learn the policy with curriculum REINFORCE, the ResNet frozen', stage1Flags, defaultStage1Config, trainPolicy as Trainer<typeof defaultStage1Config>);
+  trainingCommand(program, 'finetune', 'stage 2: train the policy and the ResNet jointly', stage2Flags, defaultStage2Config, finetune as Trainer<typeof defaultStage2Config>);
 }
