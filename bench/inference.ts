@@ -45,6 +45,8 @@ export interface InferenceBenchOptions {
   readonly threads: number;
   readonly strategy: Strategy;
   readonly kernels: KernelChoice;
+  /** ORT worker threads spin while idle (default: the executor's choice). */
+  readonly spinning?: boolean;
   readonly rounds: number;
   /** Images per throughput round. */
   readonly timingImages: number;
@@ -55,7 +57,7 @@ export interface InferenceBenchOptions {
 
 const USAGE = `usage: node dist/bench/inference.js [--json] [--limit N] [--keep-rate p] [--seed n] [--policy file]
   [--weights file] [--arch preset] [--threads n] [--strategy auto|gather|branch|per-block|path]
-  [--kernels auto|nchwc|portable] [--rounds n] [--timing-images n] [--latency-images n]`;
+  [--kernels auto|nchwc|portable] [--spinning on|off] [--rounds n] [--timing-images n] [--latency-images n]`;
 
 export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptions & { json: boolean } {
   const { values } = parseArgs({
@@ -71,6 +73,7 @@ export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptio
       threads: { type: 'string', default: '2' },
       strategy: { type: 'string', default: 'auto' },
       kernels: { type: 'string', default: 'auto' },
+      spinning: { type: 'string' },
       rounds: { type: 'string', default: '7' },
       'timing-images': { type: 'string', default: '1280' },
       'latency-images': { type: 'string', default: '1000' },
@@ -95,6 +98,7 @@ export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptio
   const strategies = ['auto', 'gather', 'branch', 'per-block', 'path'];
   if (!strategies.includes(values.strategy!)) throw new BlockdropError(`--strategy must be one of ${strategies.join(', ')}`);
   if (!['auto', 'nchwc', 'portable'].includes(values.kernels!)) throw new BlockdropError('--kernels must be auto, nchwc or portable');
+  if (values.spinning !== undefined && !['on', 'off'].includes(values.spinning)) throw new BlockdropError('--spinning must be on or off');
   return {
     json: values.json!,
     weights: resolve(values.weights ?? DEFAULT_WEIGHTS),
@@ -106,6 +110,7 @@ export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptio
     threads: int('threads', values.threads, 1)!,
     strategy: values.strategy as Strategy,
     kernels: values.kernels as KernelChoice,
+    ...(values.spinning ? { spinning: values.spinning === 'on' } : {}),
     rounds: int('rounds', values.rounds, 1)!,
     timingImages: int('timing-images', values['timing-images'], 1)!,
     latencyImages: int('latency-images', values['latency-images'], 1)!,
@@ -146,6 +151,7 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       strategy: o.strategy,
       kernels: o.kernels,
       seed: o.seed,
+      ...(o.spinning !== undefined ? { spinning: o.spinning } : {}),
       ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}),
     });
     log(`executor: ${model.info.kernels} kernels${model.info.kernelNote ? ` (${model.info.kernelNote})` : ''}, ${model.info.threads} threads`);
@@ -258,6 +264,7 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
         threads: model.info.threads,
         strategy: o.strategy,
         kernels: model.info.kernels,
+        spinning: o.spinning ?? 'default',
         onnxruntime: ort.env.versions.common,
         node: process.version,
         loadAverage1m: round(load1(), 2),

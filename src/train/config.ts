@@ -141,7 +141,10 @@ export const defaultStage2Config: Stage2Config = {
   entropyWeight: 0,
 };
 
-/** One CLI option. `key` is the config field; the CLI derives `--kebab-case` from it. */
+/**
+ * One CLI option. `flag` is a commander spec; `key` is the config field it sets (`--beta` sets `entropyWeight`).
+ * Defaults come from `defaultStage1Config` / `defaultStage2Config`. A `--no-x` boolean switches a true default off.
+ */
 export interface ConfigFlag<C> {
   readonly key: keyof C & string;
   readonly flag: string;
@@ -149,6 +152,46 @@ export interface ConfigFlag<C> {
   readonly choices?: readonly string[];
   readonly help: string;
   readonly required?: boolean;
+}
+
+/** The property commander stores a flag under: `--lr-decay-every <n>` → `lrDecayEvery`, `--no-test` → `test`. */
+export function flagAttribute(flag: ConfigFlag<unknown>): string {
+  const long = /--(?:no-)?([a-z0-9-]+)/.exec(flag.flag)?.[1] ?? flag.key;
+  return long.replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+/** Parses one raw option value (commander hands strings) into the field's type; bad values are one-line errors. */
+export function parseFlagValue(flag: ConfigFlag<unknown>, raw: unknown): unknown {
+  if (flag.type === 'boolean') return Boolean(raw);
+  const text = String(raw);
+  switch (flag.type) {
+    case 'number':
+    case 'int': {
+      const n = Number(text);
+      if (!Number.isFinite(n) || (flag.type === 'int' && !Number.isInteger(n))) {
+        throw new BlockdropError(`${flag.flag.split(' ')[0]} expects ${flag.type === 'int' ? 'an integer' : 'a number'}, got '${text}'`);
+      }
+      return n;
+    }
+    case 'choice':
+      if (!flag.choices!.includes(text)) {
+        throw new BlockdropError(`${flag.flag.split(' ')[0]} must be one of ${flag.choices!.join(', ')}, got '${text}'`);
+      }
+      return text;
+    default:
+      return text;
+  }
+}
+
+/** Config fields from parsed CLI options (only the flags the user gave; commander leaves the others undefined). */
+export function configFromOptions<C>(flags: readonly ConfigFlag<C>[], options: Record<string, unknown>): Partial<C> {
+  const out: Record<string, unknown> = {};
+  for (const flag of flags) {
+    const raw = options[flagAttribute(flag as ConfigFlag<unknown>)];
+    if (raw === undefined) continue;
+    out[flag.key] = parseFlagValue(flag as ConfigFlag<unknown>, raw);
+  }
+  return out as Partial<C>;
 }
 
 const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [

@@ -26,7 +26,7 @@ export type { RewardOracle, PolicyModel, TrainablePolicy, BackboneModel } from '
 import { RunDirectory } from './run-dir.js';
 import { runTraining, type TrainHooks, type TrainResult } from './trainer.js';
 
-export { defaultStage1Config, defaultStage2Config, stage1Flags, stage2Flags, validateConfig } from './config.js';
+export { configFromOptions, defaultStage1Config, defaultStage2Config, flagAttribute, parseFlagValue, stage1Flags, stage2Flags, validateConfig } from './config.js';
 export type { Stage1Config, Stage2Config, CommonConfig, ConfigFlag } from './config.js';
 export type { TrainHooks, TrainProgress, TrainResult, TrainingSetup } from './trainer.js';
 export type { EvalRecord } from './run-dir.js';
@@ -36,8 +36,9 @@ export { blockDropStep } from './step.js';
 /** On resume the run directory's own config wins, except the time limit of this session. */
 function withResume<C extends CommonConfig>(config: C): C {
   if (!config.resume) return config;
-  const saved = RunDirectory.readConfig<C>(config.runDir);
-  return { ...saved, resume: true, timeLimitMinutes: config.timeLimitMinutes, runDir: config.runDir };
+  const { stage, ...saved } = RunDirectory.readConfig<C & { stage?: number }>(config.runDir);
+  void stage;
+  return { ...(saved as unknown as C), resume: true, timeLimitMinutes: config.timeLimitMinutes, runDir: config.runDir };
 }
 
 function flopsCounter(arch: ResNetConfig): (keep: Uint8Array) => number {
@@ -109,4 +110,19 @@ export async function finetune(
   hooks: TrainHooks = {},
 ): Promise<TrainResult> {
   return run(2, { ...defaultStage2Config, ...config }, hooks);
+}
+
+/**
+ * `--resume RUN_DIR`: continues a killed or stopped run with the configuration it was started with (its stage is in
+ * config.json); only the time limit of this session may be changed.
+ */
+export async function resumeTraining(
+  runDir: string,
+  hooks: TrainHooks = {},
+  overrides: { timeLimitMinutes?: number } = {},
+): Promise<TrainResult> {
+  const saved = RunDirectory.readConfig<(Stage1Config | Stage2Config) & { stage?: 1 | 2 }>(runDir);
+  const { stage, ...config } = saved;
+  const resumed = { ...config, runDir, resume: true, timeLimitMinutes: overrides.timeLimitMinutes ?? 0 };
+  return stage === 2 ? run(2, resumed as Stage2Config, hooks) : run(1, resumed as Stage1Config, hooks);
 }

@@ -173,7 +173,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     await run.truncateMetrics(iteration, last);
     log(`resumed ${config.runDir} at iteration ${iteration} (epoch ${meta.epoch.toFixed(2)})`);
   } else {
-    await run.create(config);
+    await run.create({ stage, ...config });
   }
 
   const perEpoch = sampler.batchesPerEpoch;
@@ -368,6 +368,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
       elapsedSeconds: elapsed(),
       stoppedBy,
       policy: policyPath,
+      config,
       best,
       test: test ?? null,
     });
