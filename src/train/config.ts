@@ -78,6 +78,9 @@ export interface Stage1Config extends CommonConfig {
   readonly curriculumStart: number;
   /** Initialise the policy from this checkpoint instead of randomly. */
   readonly policyInit?: string;
+  /** Before policy learning, train the policy's features as a CIFAR classifier for this many epochs (0 = off, the original). */
+  readonly policyPretrainEpochs: number;
+  readonly policyPretrainLr: number;
 }
 
 export interface Stage2Config extends CommonConfig {
@@ -125,6 +128,8 @@ export const defaultStage1Config: Stage1Config = {
   curriculumEvery: 1,
   curriculumUnit: 'epoch',
   curriculumStart: 1,
+  policyPretrainEpochs: 0,
+  policyPretrainLr: 3e-3,
 };
 
 /** finetune.py's defaults (penalty 5 = its default and the ResNet-32 setting; the README uses 10 for ResNet-110). */
@@ -235,6 +240,8 @@ export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
   { key: 'curriculumUnit', flag: '--curriculum-unit <unit>', type: 'choice', choices: ['epoch', 'iteration'], help: 'unit of --curriculum-every' },
   { key: 'curriculumStart', flag: '--curriculum-start <n>', type: 'int', help: 'learnable blocks at the start' },
   { key: 'policyInit', flag: '--policy-init <checkpoint>', type: 'string', help: 'start from this policy instead of a random one' },
+  { key: 'policyPretrainEpochs', flag: '--policy-pretrain-epochs <n>', type: 'number', help: "first train the policy's features as a CIFAR classifier for n epochs (0 = off)" },
+  { key: 'policyPretrainLr', flag: '--policy-pretrain-lr <rate>', type: 'number', help: 'learning rate of that pretraining (cosine to 0)' },
 ];
 
 export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [

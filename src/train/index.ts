@@ -88,6 +88,17 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
         normalization: backbone.normalization,
         flops: flopsCounter(arch),
         meta: { preset: backbone.preset, resnetSource: config.resnet, policySource, normalization: backbone.normalization.name },
+        pretrain:
+          stage === 1 && (config as Stage1Config).policyPretrainEpochs > 0
+            ? {
+                policyArch: policy.arch,
+                classes: arch.numClasses,
+                epochs: (config as Stage1Config).policyPretrainEpochs,
+                lr: (config as Stage1Config).policyPretrainLr,
+                batchSize: 128,
+                seed: config.seed,
+              }
+            : undefined,
       },
       hooks,
     );

@@ -122,9 +122,9 @@ export class RunDirectory {
     return join(this.dir, 'metrics.jsonl');
   }
 
-  /** Starts a fresh run; refuses to overwrite an existing one. */
+  /** Starts a fresh run; refuses to overwrite one that has checkpoints (one killed before its first is restarted). */
   async create(config: object): Promise<void> {
-    if (existsSync(join(this.dir, 'config.json'))) {
+    if (existsSync(join(this.dir, 'config.json')) && this.stems('state').length > 0) {
       throw new BlockdropError(
         `${this.dir} already holds a run; continue it with --resume, or choose another --run-dir`,
       );

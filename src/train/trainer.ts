@@ -20,6 +20,7 @@ import { alphaAt, learningRate, type CommonConfig, type Stage1Config } from './c
 import type { RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import { learnableBlocks, type CurriculumSchedule } from './reinforce.js';
 import { RunDirectory, type EvalRecord, type TrainingCheckpointMeta } from './run-dir.js';
+import { pretrainPolicyFeatures, type PretrainOptions } from './pretrain.js';
 import { blockDropStep, type StepResult } from './step.js';
 
 /** Everything the loop needs, already built (the CLI-facing `trainPolicy` / `finetune` build it from a config). */
@@ -45,10 +46,12 @@ export interface TrainingSetup {
   readonly augment?: boolean;
   /** Recorded in every checkpoint (preset, sources, …). */
   readonly meta?: Record<string, string | number | boolean>;
+  /** Fresh runs only: pretrain the policy's features as a classifier before policy learning. */
+  readonly pretrain?: Omit<PretrainOptions, 'rng' | 'onProgress' | 'normalization'>;
 }
 
 export interface TrainProgress {
-  readonly phase: 'train' | 'eval' | 'test';
+  readonly phase: 'pretrain' | 'train' | 'eval' | 'test';
   readonly iteration: number;
   readonly totalIterations: number;
   readonly epoch: number;
@@ -175,6 +178,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   } else {
     await run.create({ stage, ...config });
   }
+  const pretrainRng = new Rng(seedRng.nextUint32());
 
   const perEpoch = sampler.batchesPerEpoch;
   const totalIterations = config.iterations > 0 ? config.iterations : Math.ceil(config.epochs * perEpoch);
@@ -278,6 +282,16 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     stats: { ...stats },
     ...(setup.meta ?? {}),
   });
+
+  if (!config.resume && setup.pretrain && setup.pretrain.epochs > 0) {
+    const accuracy = await pretrainPolicyFeatures(policy, setup.train, {
+      ...setup.pretrain,
+      normalization: setup.normalization,
+      rng: pretrainRng,
+      onProgress: (done, total, acc) => progress('pretrain', { evalDone: done, evalTotal: total, accuracy: acc }),
+    });
+    log(`policy features pretrained for ${setup.pretrain.epochs} epochs (classification accuracy ${(100 * accuracy).toFixed(1)} %)`);
+  }
 
   // The loop.
   let stoppedBy: TrainResult['stoppedBy'] = 'done';
