@@ -21,11 +21,11 @@ import {
   type Stage2Config,
 } from './config.js';
 import { createRewardOracle, loadPolicyWeights, tfjsOracle } from './models.js';
-export { createRewardOracle, loadPolicyWeights, onnxOracle, tfjsOracle } from './models.js';
-export type { RewardOracle, PolicyModel, TrainablePolicy, BackboneModel } from './models.js';
 import { RunDirectory } from './run-dir.js';
 import { runTraining, type TrainHooks, type TrainResult } from './trainer.js';
 
+export { createRewardOracle, loadPolicyWeights, onnxOracle, tfjsOracle } from './models.js';
+export type { RewardOracle, PolicyModel, TrainablePolicy, BackboneModel } from './models.js';
 export { configFromOptions, defaultStage1Config, defaultStage2Config, flagAttribute, parseFlagValue, stage1Flags, stage2Flags, validateConfig } from './config.js';
 export type { Stage1Config, Stage2Config, CommonConfig, ConfigFlag } from './config.js';
 export type { TrainHooks, TrainProgress, TrainResult, TrainingSetup } from './trainer.js';

@@ -219,3 +219,31 @@ test('a run directory is never overwritten; resume needs a checkpoint', async ()
     s.dispose();
   }
 });
+
+test('classifier pretraining replaces the policy features and keeps its head', async () => {
+  const { pretrainPolicyFeatures } = await import('./pretrain.js');
+  const { Rng } = await import('../util/rng.js');
+  const s = setup({});
+  try {
+    const policy = s.policy as TinyPolicy;
+    const before = policy.toTensorMap();
+    await pretrainPolicyFeatures(policy, s.train, {
+      policyArch: policy.net.arch,
+      classes: 5,
+      epochs: 0.5,
+      lr: 1e-2,
+      batchSize: 32,
+      normalization: NORMALIZATIONS.none,
+      rng: new Rng(1),
+      seed: 3,
+    });
+    const after = policy.toTensorMap();
+    for (const [name, t] of before) {
+      const same = tensorsEqual(new Map([[name, t]]), new Map([[name, after.get(name)!]]));
+      if (name.startsWith('fc.')) assert.ok(same, `${name} changed`);
+      else if (name.endsWith('conv1.weight')) assert.ok(!same, `${name} unchanged`);
+    }
+  } finally {
+    s.dispose();
+  }
+});
