@@ -7,6 +7,10 @@ import { decode as decodePngData, encode as encodePngData, type DecodedPng } fro
 import jpeg from 'jpeg-js';
 import { BlockdropError } from '../errors.js';
 import { oneLine, printable } from '../util/message.js';
+import { resizeArea } from './resize.js';
+
+// Pure (no Node imports) so that the browser demo resizes dropped images the same way.
+export { resizeArea };
 
 export interface DecodedImage {
   /** 32×32×3 uint8, HWC, RGB. */
@@ -62,21 +66,28 @@ export function decodeImageFile(file: string, options: DecodeImageOptions = {}):
  * kept, like torchvision Resize((32, 32))). `file` is only used in messages.
  */
 export function decodeImageBytes(bytes: Uint8Array, file: string, options: DecodeImageOptions = {}): DecodedImage {
-  const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
   const size = options.size ?? 32;
-  let full: { rgb: Uint8Array; width: number; height: number };
-  if (bytes.length === 0) throw notAnImage(file, 'empty file');
-  if (isPng(bytes)) {
-    full = decodePngToRgb(bytes, file, maxMegapixels);
-  } else if (isJpeg(bytes)) {
-    full = decodeJpegToRgb(bytes, file, maxMegapixels, options.maxMemoryMB ?? DEFAULT_MAX_MEMORY_MB);
-  } else {
-    const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
-    throw notAnImage(file, `starts with bytes ${head}`);
-  }
+  const full = decodeImageRgb(bytes, file, options);
   const rgb =
     full.width === size && full.height === size ? full.rgb : resizeArea(full.rgb, full.width, full.height, size, size);
   return { rgb, originalWidth: full.width, originalHeight: full.height };
+}
+
+/**
+ * Decodes PNG or JPEG at full resolution to RGB8 HWC (same checks and limits as decodeImageBytes, no
+ * resize): for readers that crop and resize themselves (e.g. the ImageNet folder reader).
+ */
+export function decodeImageRgb(
+  bytes: Uint8Array,
+  file: string,
+  options: Omit<DecodeImageOptions, 'size'> = {},
+): { rgb: Uint8Array; width: number; height: number } {
+  const maxMegapixels = options.maxMegapixels ?? DEFAULT_MAX_MEGAPIXELS;
+  if (bytes.length === 0) throw notAnImage(file, 'empty file');
+  if (isPng(bytes)) return decodePngToRgb(bytes, file, maxMegapixels);
+  if (isJpeg(bytes)) return decodeJpegToRgb(bytes, file, maxMegapixels, options.maxMemoryMB ?? DEFAULT_MAX_MEMORY_MB);
+  const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
+  throw notAnImage(file, `starts with bytes ${head}`);
 }
 
 function decodePngToRgb(
@@ -262,75 +273,6 @@ function decodeJpegToRgb(
   }
   if (img.width < 1 || img.height < 1) throw notAnImage(file, `JPEG of size ${img.width}×${img.height}`);
   return { rgb: img.data, width: img.width, height: img.height };
-}
-
-/** Source ranges and weights of a 1-D box filter from n to m samples (each output averages its footprint). */
-function boxWeights(n: number, m: number): { start: Int32Array; weights: Float64Array[] } {
-  const start = new Int32Array(m);
-  const weights: Float64Array[] = [];
-  const scale = n / m;
-  for (let o = 0; o < m; o++) {
-    const a = o * scale;
-    const b = (o + 1) * scale;
-    const first = Math.floor(a);
-    const last = Math.min(n - 1, Math.ceil(b) - 1);
-    const w = new Float64Array(last - first + 1);
-    for (let s = first; s <= last; s++) w[s - first] = (Math.min(b, s + 1) - Math.max(a, s)) / scale;
-    start[o] = first;
-    weights.push(w);
-  }
-  return { start, weights };
-}
-
-/**
- * Resizes RGB8 HWC by area averaging (box filter over each output pixel's footprint in the source; for
- * enlargement this degenerates to a blend of the nearest pixels). Separable: rows first, then columns.
- */
-export function resizeArea(rgb: Uint8Array, width: number, height: number, outWidth: number, outHeight: number): Uint8Array {
-  if (rgb.length !== width * height * 3) throw new RangeError(`resizeArea: ${rgb.length} bytes for ${width}×${height}×3`);
-  const wx = boxWeights(width, outWidth);
-  const wy = boxWeights(height, outHeight);
-  const tmp = new Float64Array(height * outWidth * 3);
-  for (let y = 0; y < height; y++) {
-    for (let ox = 0; ox < outWidth; ox++) {
-      const s0 = wx.start[ox]!;
-      const w = wx.weights[ox]!;
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      for (let k = 0; k < w.length; k++) {
-        const i = (y * width + s0 + k) * 3;
-        r += rgb[i]! * w[k]!;
-        g += rgb[i + 1]! * w[k]!;
-        b += rgb[i + 2]! * w[k]!;
-      }
-      const t = (y * outWidth + ox) * 3;
-      tmp[t] = r;
-      tmp[t + 1] = g;
-      tmp[t + 2] = b;
-    }
-  }
-  const out = new Uint8Array(outWidth * outHeight * 3);
-  for (let oy = 0; oy < outHeight; oy++) {
-    const s0 = wy.start[oy]!;
-    const w = wy.weights[oy]!;
-    for (let ox = 0; ox < outWidth; ox++) {
-      let r = 0;
-      let g = 0;
-      let b = 0;
-      for (let k = 0; k < w.length; k++) {
-        const t = ((s0 + k) * outWidth + ox) * 3;
-        r += tmp[t]! * w[k]!;
-        g += tmp[t + 1]! * w[k]!;
-        b += tmp[t + 2]! * w[k]!;
-      }
-      const o = (oy * outWidth + ox) * 3;
-      out[o] = Math.min(255, Math.max(0, Math.round(r)));
-      out[o + 1] = Math.min(255, Math.max(0, Math.round(g)));
-      out[o + 2] = Math.min(255, Math.max(0, Math.round(b)));
-    }
-  }
-  return out;
 }
 
 /** Encodes RGB8 HWC as a PNG file's bytes. */

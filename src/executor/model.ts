@@ -13,29 +13,20 @@
  * 'gather' and 'branch' use ONNX Runtime's blocked NCHWc kernels directly (src/executor/nchwc.ts)
  * when they are available, the portable graphs otherwise.
  */
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
-import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { BlockdropError } from '../errors.js';
 import type { FoldedResNet } from '../export/folded.js';
 import { GraphBuilder } from '../export/graph.js';
 import { buildDynamicGraph, buildFullGraph, portableOps, type LayerOps, type SkipMode } from '../export/networks.js';
-import {
-  foldedFromOnnx,
-  MANIFEST_FILE,
-  MANIFEST_FORMAT,
-  MANIFEST_VERSION,
-  POLICY_TAG,
-  type BlockDropManifest,
-} from '../export/onnx.js';
+import { decodeOnnxModel, foldedFromOnnx, POLICY_TAG, type BlockDropManifest } from '../export/onnx.js';
+import { oneLine } from '../util/message.js';
 import { Rng } from '../util/rng.js';
 import { toNchwInput, type ImageInputOptions } from './input.js';
+import { readManifest, readVerifiedFiles } from './manifest.js';
 import { harvestNchwc, nchwcOps } from './nchwc.js';
-
-const { onnx } = onnxProto;
+import { keepFromProbabilities, pathCosts, softmaxRows } from './path.js';
 
 export type Strategy = 'auto' | 'gather' | 'branch' | 'per-block' | 'path';
 export type KernelChoice = 'auto' | 'nchwc' | 'portable';
@@ -102,57 +93,9 @@ export interface ExecutorInfo {
 
 type Decisions = { kind: 'explicit'; keep: Uint8Array } | { kind: 'synthetic' } | { kind: 'policy' };
 
-function sha256(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function readManifest(dir: string): Promise<BlockDropManifest> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, MANIFEST_FILE), 'utf8');
-  } catch {
-    throw new BlockdropError(`${dir} has no ${MANIFEST_FILE}; point at a directory written by 'blockdrop export'`);
-  }
-  let manifest: BlockDropManifest;
-  try {
-    manifest = JSON.parse(text) as BlockDropManifest;
-  } catch {
-    throw new BlockdropError(`${join(dir, MANIFEST_FILE)} is not valid JSON; export the model again`);
-  }
-  if (manifest.format !== MANIFEST_FORMAT || typeof manifest.formatVersion !== 'number') {
-    throw new BlockdropError(`${join(dir, MANIFEST_FILE)} is not a blockdrop ONNX manifest; export the model again`);
-  }
-  if (manifest.formatVersion > MANIFEST_VERSION) {
-    throw new BlockdropError(
-      `${dir} was exported with manifest version ${manifest.formatVersion}; this blockdrop reads up to ${MANIFEST_VERSION}: upgrade blockdrop`,
-    );
-  }
-  return manifest;
-}
-
-/** Reads every file the manifest lists and checks its size and sha256. */
-async function readVerified(dir: string, manifest: BlockDropManifest): Promise<Map<string, Uint8Array>> {
-  const out = new Map<string, Uint8Array>();
-  for (const [file, entry] of Object.entries(manifest.files)) {
-    let bytes: Uint8Array;
-    try {
-      bytes = await readFile(join(dir, file));
-    } catch {
-      throw new BlockdropError(`${file} listed in ${join(dir, MANIFEST_FILE)} is missing; export the model again`);
-    }
-    if (bytes.length !== entry.bytes || sha256(bytes) !== entry.sha256) {
-      throw new BlockdropError(
-        `${join(dir, file)} does not match the checksum in ${MANIFEST_FILE} (file corrupt or modified); export the model again`,
-      );
-    }
-    out.set(file, bytes);
-  }
-  return out;
-}
-
 /** Output count of the policy graph's fc layer, from its initialiser dims. */
-function policyOutputs(bytes: Uint8Array): number | undefined {
-  const model = onnx.ModelProto.decode(bytes);
+function policyOutputs(bytes: Uint8Array, source: string): number | undefined {
+  const model = decodeOnnxModel(bytes, source);
   const fc = model.graph?.initializer?.find((t) => t.name === `${POLICY_TAG}fc.weight`);
   const d = fc?.dims?.[0];
   return d === undefined ? undefined : Number(d);
@@ -184,27 +127,6 @@ class SessionLru {
     for (const s of this.map.values()) await s.release();
     this.map.clear();
   }
-}
-
-function softmaxRows(logits: Float32Array, n: number, c: number): { probabilities: Float32Array; classes: Int32Array } {
-  const probabilities = new Float32Array(n * c);
-  const classes = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    let max = -Infinity;
-    let arg = 0;
-    for (let j = 0; j < c; j++) {
-      const v = logits[i * c + j]!;
-      if (v > max) {
-        max = v;
-        arg = j;
-      }
-    }
-    let sum = 0;
-    for (let j = 0; j < c; j++) sum += probabilities[i * c + j] = Math.exp(logits[i * c + j]! - max);
-    for (let j = 0; j < c; j++) probabilities[i * c + j]! /= sum;
-    classes[i] = arg;
-  }
-  return { probabilities, classes };
 }
 
 function asUint8(data: ort.Tensor['data']): Uint8Array {
@@ -258,7 +180,9 @@ export class BlockDropModel {
       throw new BlockdropError(`keep rate ${options.keepRate} is not a probability; use a number from 0 to 1`);
     }
     const manifest = await readManifest(dir);
-    const files = await readVerified(dir, manifest);
+    const files = await readVerifiedFiles(dir, manifest);
+    // Every graph parses and holds finite weights (checked once, here, rather than at its first use).
+    for (const [file, bytes] of files) decodeOnnxModel(bytes, join(dir, file));
     const arch = manifest.architecture;
     const K = manifest.K;
     const fullBytes = files.get(manifest.graphs.full);
@@ -270,7 +194,7 @@ export class BlockDropModel {
     let policy: FoldedResNet | undefined;
     if (manifest.graphs.policy && manifest.policy) {
       const bytes = files.get(manifest.graphs.policy)!;
-      const outputs = policyOutputs(bytes);
+      const outputs = policyOutputs(bytes, join(dir, manifest.graphs.policy));
       const declared = manifest.policy.architecture.numClasses;
       if (outputs !== K || declared !== K) {
         throw new BlockdropError(
@@ -334,7 +258,9 @@ export class BlockDropModel {
     const key = `${name}|${JSON.stringify(options.extra)}`;
     let s = this.sessions.get(key);
     if (!s) {
-      s = ort.InferenceSession.create(build(), options);
+      s = ort.InferenceSession.create(build(), options).catch((e: unknown) => {
+        throw new BlockdropError(oneLine(`ONNX Runtime cannot load graph ${name} (${(e as Error).message ?? String(e)}); export the model again`));
+      });
       this.sessions.set(key, s);
       s.catch(() => this.sessions.delete(key));
     }
@@ -447,22 +373,7 @@ export class BlockDropModel {
     policyProbabilities: Float32Array | null,
   ): Prediction {
     const { probabilities, classes } = softmaxRows(logits, count, this.numClasses);
-    const blocksUsed = new Int32Array(count);
-    const flops = new Float64Array(count);
-    const f = this.manifest.flops;
-    const base = f.stemAndHead + (policyRan && f.policy ? f.policy : 0);
-    for (let i = 0; i < count; i++) {
-      let used = 0;
-      let total = base;
-      for (let t = 0; t < this.K; t++) {
-        if (keep[i * this.K + t]) {
-          used++;
-          total += f.perBlock[t]!;
-        }
-      }
-      blocksUsed[i] = used;
-      flops[i] = total;
-    }
+    const { blocksUsed, flops } = pathCosts(this.manifest, keep, count, policyRan);
     return { classes, probabilities, logits, keep, blocksUsed, flops, policyProbabilities };
   }
 
@@ -509,7 +420,7 @@ export class BlockDropModel {
       const policySession = await this.fileSession(this.manifest.graphs.policy!, true);
       const out = await policySession.run({ input: new ort.Tensor('float32', x, [n, 3, side, side]) });
       probabilities = out['probabilities']!.data as Float32Array;
-      if (!keep) keep = Uint8Array.from(probabilities, (p) => (p >= 0.5 ? 1 : 0));
+      if (!keep) keep = keepFromProbabilities(probabilities, this.manifest.keep.threshold);
     }
     if (!keep) throw new Error('runChunk: no keep decisions');
     const logits = chosen === 'per-block' ? await this.runPerBlock(x, n, keep) : await this.runPaths(x, n, keep);
