@@ -317,6 +317,12 @@ export class ResNet {
     return new Map(this.specs.filter((s) => !isRunningStat(s)).map((s) => [s.key, this.params.vars.get(s.key)!]));
   }
 
+  /** Every variable by canonical name, BN running statistics included (tfjs layouts); a training engine reads them. */
+  allVariables(): ReadonlyMap<string, tf.Variable> {
+    this.checkAlive();
+    return this.params.vars;
+  }
+
   /** Marks the parameters (not the running stats) trainable or frozen. */
   setTrainable(trainable: boolean): void {
     for (const v of this.variables()) v.trainable = trainable;

@@ -3,6 +3,7 @@
  * a validator, and a flag table from which the CLI builds its options.
  */
 import { BlockdropError } from '../errors.js';
+import type { TrainEngine } from './engine.js';
 import type { EntropyKind } from './reinforce.js';
 
 export type LrSchedule = 'step' | 'cosine' | 'constant';
@@ -63,6 +64,11 @@ export interface CommonConfig {
   readonly testAtEnd: boolean;
   /** Engine of the frozen ResNet's reward passes and of evaluation. */
   readonly engine: RewardEngine;
+  /**
+   * Engine of the training passes (the policy's forward and backward; stage 2: the ResNet's too): 'auto' = ONNX
+   * Runtime (all cores) when it loads, else TensorFlow.js. Older run directories lack it (= 'auto').
+   */
+  readonly trainEngine?: TrainEngine;
   readonly backend: 'wasm' | 'cpu';
   /** Stop when |loss| exceeds this. */
   readonly lossLimit: number;
@@ -109,6 +115,7 @@ const COMMON_DEFAULTS = {
   trainSplit: 'train',
   testAtEnd: true,
   engine: 'auto',
+  trainEngine: 'auto',
   backend: 'wasm',
   lossLimit: 1e6,
   selectBy: 'reward',
@@ -200,7 +207,7 @@ export function configFromOptions<C>(flags: readonly ConfigFlag<C>[], options: R
 }
 
 const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
-  { key: 'resnet', flag: '--resnet <checkpoint>', type: 'string', required: true, help: 'backbone ResNet checkpoint (PyTorch or blockdrop safetensors)' },
+  { key: 'resnet', flag: '--resnet <checkpoint>', type: 'string', help: 'backbone ResNet checkpoint (PyTorch or blockdrop safetensors); required unless --resume (the run directory knows it)' },
   { key: 'arch', flag: '--arch <name>', type: 'string', help: 'architecture preset (detected from the checkpoint when omitted)' },
   { key: 'dataDir', flag: '--data <dir>', type: 'string', help: 'CIFAR-10 directory' },
   { key: 'runDir', flag: '--run-dir <dir>', type: 'string', required: true, help: 'run directory (config.json, metrics.jsonl, checkpoints/)' },
@@ -229,6 +236,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'trainSplit', flag: '--train-split <split>', type: 'choice', choices: ['train', 'trainval'], help: 'training split (trainval leaves no validation data for model selection)' },
   { key: 'testAtEnd', flag: '--no-test', type: 'boolean', help: 'skip the one final test-split evaluation of the best checkpoint' },
   { key: 'engine', flag: '--engine <name>', type: 'choice', choices: ['auto', 'tfjs', 'onnx'], help: 'engine of the frozen ResNet passes and evaluation' },
+  { key: 'trainEngine', flag: '--train-engine <name>', type: 'choice', choices: ['auto', 'onnx', 'tfjs'], help: 'engine of the training passes (policy; stage 2: ResNet too): auto = ONNX Runtime, else TensorFlow.js' },
   { key: 'backend', flag: '--backend <name>', type: 'choice', choices: ['wasm', 'cpu'], help: 'TensorFlow.js backend' },
   { key: 'lossLimit', flag: '--loss-limit <x>', type: 'number', help: 'stop when |loss| exceeds this' },
   { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy'], help: 'validation metric that picks the best checkpoint' },
@@ -246,7 +254,7 @@ export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
 
 export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   ...(COMMON_FLAGS as ConfigFlag<Stage2Config>[]),
-  { key: 'policy', flag: '--policy <checkpoint>', type: 'string', required: true, help: 'stage-1 policy checkpoint' },
+  { key: 'policy', flag: '--policy <checkpoint>', type: 'string', help: 'stage-1 policy checkpoint; required unless --resume' },
 ];
 
 function check(ok: boolean, message: string): void {

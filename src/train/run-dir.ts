@@ -9,7 +9,8 @@
  *   results.json               the best checkpoint's one test-split evaluation
  * Every file is written atomically (temporary file + rename). A checkpoint is a safetensors + JSON pair, written
  * one after the other; each save gets a new name and the previous one is deleted only afterwards, so a kill at
- * any moment leaves at least one complete pair.
+ * any moment leaves at least one complete pair. Temporary files of a killed writer (`.<name>.<pid>-<hex>.tmp`)
+ * are ignored by readers and deleted when the run is resumed.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,7 +19,7 @@ import type { JsonObject } from '../checkpoint/json.js';
 import type { SamplerState } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
 import type { TensorMap } from '../tensor.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { removeStaleTempFiles, writeError, writeFileAtomic } from '../util/atomic.js';
 
 /** One line of metrics.jsonl. Train fields are means over the steps since the previous evaluation. */
 export interface EvalRecord {
@@ -129,7 +130,13 @@ export class RunDirectory {
         `${this.dir} already holds a run; continue it with --resume, or choose another --run-dir`,
       );
     }
-    mkdirSync(this.checkpoints, { recursive: true });
+    // The first writes of a run: an unwritable --run-dir fails here, before any training time is spent.
+    try {
+      mkdirSync(this.checkpoints, { recursive: true });
+    } catch (e) {
+      throw writeError(this.checkpoints, e, '--run-dir');
+    }
+    await this.removeLeftovers();
     await writeFileAtomic(join(this.dir, 'config.json'), JSON.stringify(config, null, 2) + '\n');
     await writeFileAtomic(this.metricsPath, '');
   }
@@ -163,7 +170,13 @@ export class RunDirectory {
     return `${stem}.safetensors`;
   }
 
+  /** Temporary files of a process killed mid-write (readers skip them; a new run or a resume deletes them). */
+  async removeLeftovers(): Promise<string[]> {
+    return [...(await removeStaleTempFiles(this.dir)), ...(await removeStaleTempFiles(this.checkpoints))];
+  }
+
   async loadLast(): Promise<{ tensors: TensorMap; meta: TrainingCheckpointMeta } | undefined> {
+    await this.removeLeftovers();
     const loaded = await this.loadNewest('state');
     if (!loaded) return undefined;
     const meta = loaded.meta as unknown as TrainingCheckpointMeta;

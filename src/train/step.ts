@@ -16,7 +16,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { BlockdropError } from '../errors.js';
 import type { Adam } from './adam.js';
-import type { BackboneModel, RewardOracle, TrainablePolicy } from './models.js';
+import { tfjsBackboneModule, tfjsPolicyModule, type SavedState, type TrainableModule } from './engine.js';
+import type { BackboneModel, RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import {
   advantages,
   blocksUsed,
@@ -45,6 +46,11 @@ export interface StepState {
   readonly params: readonly tf.Variable[];
   /** Draws the sampled policies. */
   readonly rng: Rng;
+  /**
+   * The engine of the policy's (and in stage 2 the ResNet's) training passes (src/train/engine.ts);
+   * default: TensorFlow.js on `policy` and `resnet`.
+   */
+  readonly modules?: { readonly policy: TrainableModule; readonly resnet?: TrainableModule };
 }
 
 export interface Batch {
@@ -106,16 +112,51 @@ function sum(values: ArrayLike<number>): number {
   return s;
 }
 
+/** Softmax cross-entropy, mean over rows, and its gradient w.r.t. the logits ((softmax − onehot) / rows). */
+function crossEntropyWithGrad(logits: Float32Array, rows: number, classes: number, labels: (r: number) => number): { loss: number; grad: Float32Array } {
+  const grad = new Float32Array(rows * classes);
+  let loss = 0;
+  for (let r = 0; r < rows; r++) {
+    const o = r * classes;
+    let max = -Infinity;
+    for (let c = 0; c < classes; c++) max = Math.max(max, logits[o + c]!);
+    let z = 0;
+    for (let c = 0; c < classes; c++) z += Math.exp(logits[o + c]! - max);
+    const y = labels(r);
+    loss += Math.log(z) + max - logits[o + y]!;
+    for (let c = 0; c < classes; c++) grad[o + c] = (Math.exp(logits[o + c]! - max) / z - (c === y ? 1 : 0)) / rows;
+  }
+  return { loss: loss / rows, grad };
+}
+
+function argmaxRows(values: Float32Array, rows: number, width: number): Int32Array {
+  const out = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) {
+    let best = 0;
+    for (let c = 1; c < width; c++) if (values[r * width + c]! > values[r * width + best]!) best = c;
+    out[r] = best;
+  }
+  return out;
+}
+
 export async function blockDropStep(state: StepState, batch: Batch, options: StepOptions): Promise<StepResult> {
   const { k, learnable, samples } = options;
   const b = batch.size;
   const rows = b * samples;
-  const x = tf.tensor4d(batch.images, [b, batch.side, batch.side, 3]);
+  const side = batch.side;
+  const per = side * side * 3;
+  const modules = state.modules ?? {
+    policy: tfjsPolicyModule(state.policy, k, side),
+    resnet: options.trainResNet ? tfjsBackboneModule(state.resnet as TrainableBackbone, k, side) : undefined,
+  };
+  if (options.trainResNet && !modules.resnet) throw new Error('blockDropStep: stage 2 needs a ResNet training module');
+  const saved: SavedState[] = [];
+  const grads: (tf.Tensor | undefined)[] = [];
   try {
-    // 1. Probabilities (updates the policy's running statistics once), greedy and sampled policies.
-    const probsT = tf.tidy(() => state.policy.probabilities(x, { training: true }));
-    const probs = (await probsT.data()) as Float32Array;
-    probsT.dispose();
+    // 1. Probabilities (batch statistics; the policy's running statistics are updated once), greedy and sampled policies.
+    const policyPass = await modules.policy.forward(batch.images, b);
+    saved.push(policyPass.saved!);
+    const probs = policyPass.output;
     const greedy = forceLeadingBlocks(greedyPolicy(probs), k, learnable);
     const sampled = forceLeadingBlocks(
       samplePolicy(boundProbabilities(probs, options.alpha), k, () => state.rng.next(), samples),
@@ -124,9 +165,12 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
     );
     const rowImage = Int32Array.from({ length: rows }, (_, r) => Math.floor(r / samples));
 
-    // 2. Greedy rewards: the frozen ResNet (stage 1) or the training ResNet with batch statistics (stage 2).
+    // 2. Rewards: the frozen ResNet (stage 1) or the training ResNet with batch statistics (stage 2; both passes
+    // update its running statistics, as the original's).
     let greedyPredicted: Int32Array;
-    let sampledPredicted: Int32Array | undefined;
+    let sampledPredicted: Int32Array;
+    let crossEntropy = 0;
+    let resnetGrad: { saved: SavedState; dLogits: Float32Array } | undefined;
     if (!options.trainResNet) {
       const both = new Uint8Array((b + rows) * k);
       both.set(greedy, 0);
@@ -138,92 +182,84 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       greedyPredicted = predicted.subarray(0, b);
       sampledPredicted = predicted.subarray(b);
     } else {
-      const predictedT = tf.tidy(() =>
-        state.resnet.forward(x, { keep: tf.tensor2d(greedy, [b, k], 'float32'), training: true }).argMax(1),
-      );
-      greedyPredicted = (await predictedT.data()) as Int32Array;
-      predictedT.dispose();
+      const resnet = modules.resnet!;
+      const greedyPass = await resnet.forward(batch.images, b, { keep: greedy, grad: false });
+      const classes = greedyPass.output.length / b;
+      greedyPredicted = argmaxRows(greedyPass.output, b, classes);
+      let xs = batch.images;
+      if (samples > 1) {
+        xs = new Float32Array(rows * per);
+        for (let r = 0; r < rows; r++) xs.set(batch.images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
+      }
+      const sampledPass = await resnet.forward(xs, rows, { keep: sampled });
+      saved.push(sampledPass.saved!);
+      sampledPredicted = argmaxRows(sampledPass.output, rows, classes);
+      const ce = crossEntropyWithGrad(sampledPass.output, rows, classes, (r) => batch.labels[rowImage[r]!]!);
+      crossEntropy = ce.loss;
+      resnetGrad = { saved: sampledPass.saved!, dLogits: ce.grad };
     }
     const greedyCorrect = correctPredictions(greedyPredicted, batch.labels);
     const greedyReward = rewards(greedy, greedyCorrect, k, options.penalty);
+    const sampledCorrect = correctPredictions(sampledPredicted, batch.labels, samples);
+    const sampledReward = rewards(sampled, sampledCorrect, k, options.penalty);
 
-    // 3. The loss under the gradient tape. Stage 2's sampled rewards come from the same taped forward pass.
-    let sampledCorrect = sampledPredicted ? correctPredictions(sampledPredicted, batch.labels, samples) : undefined;
-    let sampledReward: Float32Array | undefined;
-    let crossEntropy = 0;
-    const mask = learnable < k ? tf.tensor2d(curriculumMask(rows, k, learnable), [rows, k]) : undefined;
-    const policyT = tf.tensor2d(sampled, [rows, k], 'float32');
-    // The taped pass repeats the batch statistics of pass 1 and would update the running statistics a second
-    // time; put back the state after pass 1.
-    const statsAfterPass1 = state.policy.toTensorMap();
-    const { value, grads } = tf.variableGrads(() => {
-      const s = state.policy.probabilities(x, { training: true });
-      let bounded = boundProbabilitiesTf(s, options.alpha);
-      if (samples > 1) bounded = bounded.expandDims(1).tile([1, samples, 1]).reshape([rows, k]) as tf.Tensor2D;
-      let ce: tf.Scalar | undefined;
-      if (options.trainResNet) {
-        const xs = samples > 1 ? (tf.gather(x, tf.tensor1d(rowImage, 'int32')) as tf.Tensor4D) : x;
-        const logits = state.resnet.forward(xs, { keep: policyT, training: true });
-        sampledCorrect = correctPredictions(logits.argMax(1).dataSync(), batch.labels, samples);
-        const rowLabels = tf.gather(tf.tensor1d(batch.labels, 'int32'), tf.tensor1d(rowImage, 'int32'));
-        const labels = tf.oneHot(rowLabels as tf.Tensor1D, logits.shape[1]);
-        ce = tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
-        crossEntropy = ce.dataSync()[0]!;
-      }
-      sampledReward = rewards(sampled, sampledCorrect!, k, options.penalty);
-      const pg = reinforceLoss({
-        bounded,
-        policy: policyT,
-        advantage: tf.tensor1d(clipAdvantages(
-          options.baseline === 'samples'
-            ? leaveOneOutAdvantages(sampledReward, samples)
-            : advantages(sampledReward, greedyReward, samples),
-          options.advantage,
-        )),
-        mask,
-        entropyWeight: options.entropyWeight,
-        entropy: options.entropy,
-      });
-      return ce ? pg.add(ce) : pg;
-    }, state.params as tf.Variable[]);
-    state.policy.assignWeights(statsAfterPass1);
-    policyT.dispose();
-    mask?.dispose();
-    const gradList = state.params.map((p) => grads[p.name] ?? undefined);
-    try {
-      const loss = (await value.data())[0]!;
-      const normT = tf.tidy(() =>
-        tf.addN(gradList.filter((g): g is tf.Tensor => g !== undefined).map((g) => g.square().sum())).sqrt(),
-      );
-      const gradNorm = (await normT.data())[0]!;
-      normT.dispose();
-      if (!Number.isFinite(loss) || Math.abs(loss) > options.lossLimit || !Number.isFinite(gradNorm)) {
-        throw new TrainingDivergedError(
-          `training diverged: loss ${loss}, gradient norm ${gradNorm}; stopped before the update, the last checkpoint is intact — lower --lr (or raise --loss-limit if the loss is legitimately large)`,
-        );
-      }
-      // 4. Adam.
-      state.optimizer.apply(gradList);
-      const used = blocksUsed(greedy, k);
-      const usedSampled = blocksUsed(sampled, k);
-      return {
-        loss,
-        crossEntropy,
-        gradNorm,
-        rewardSampled: sum(sampledReward!) / rows,
-        rewardGreedy: sum(greedyReward) / b,
-        correctSampled: sum(sampledCorrect!) / rows,
-        correctGreedy: sum(greedyCorrect) / b,
-        blocksSampled: sum(usedSampled) / rows,
-        blocksGreedy: sum(used) / b,
-        blocksGreedySq: used.reduce((acc, n) => acc + n * n, 0),
-        images: b,
-      };
-    } finally {
-      value.dispose();
-      for (const g of Object.values(grads)) g?.dispose();
+    // 3. The policy-gradient loss is a function of the probabilities [B, K] alone: its value and dLoss/ds here,
+    // then the engine's backward passes (the cross-entropy's gradient reaches the ResNet only).
+    const advantage = clipAdvantages(
+      options.baseline === 'samples' ? leaveOneOutAdvantages(sampledReward, samples) : advantages(sampledReward, greedyReward, samples),
+      options.advantage,
+    );
+    const { pg, dProbs } = tf.tidy(() => {
+      const mask = learnable < k ? tf.tensor2d(curriculumMask(rows, k, learnable), [rows, k]) : undefined;
+      const policyT = tf.tensor2d(sampled, [rows, k], 'float32');
+      const advantageT = tf.tensor1d(advantage);
+      const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => {
+        let bounded = boundProbabilitiesTf(s as tf.Tensor2D, options.alpha);
+        if (samples > 1) bounded = bounded.expandDims(1).tile([1, samples, 1]).reshape([rows, k]) as tf.Tensor2D;
+        return reinforceLoss({ bounded, policy: policyT, advantage: advantageT, mask, entropyWeight: options.entropyWeight, entropy: options.entropy });
+      })(tf.tensor2d(probs, [b, k]));
+      return { pg: value, dProbs: grad };
+    });
+    const pgValue = (await pg.data())[0]!;
+    const dProbsData = (await dProbs.data()) as Float32Array;
+    tf.dispose([pg, dProbs]);
+    grads.push(...(await modules.policy.backward(policyPass.saved!, dProbsData)));
+    if (resnetGrad) {
+      grads.push(...(await modules.resnet!.backward(resnetGrad.saved, resnetGrad.dLogits)));
     }
+    if (grads.length !== state.params.length) {
+      throw new Error(`blockDropStep: ${grads.length} gradients for ${state.params.length} parameters`);
+    }
+    const loss = pgValue + crossEntropy;
+    const normT = tf.tidy(() =>
+      tf.addN(grads.filter((g): g is tf.Tensor => g !== undefined).map((g) => g.square().sum())).sqrt(),
+    );
+    const gradNorm = (await normT.data())[0]!;
+    normT.dispose();
+    if (!Number.isFinite(loss) || Math.abs(loss) > options.lossLimit || !Number.isFinite(gradNorm)) {
+      throw new TrainingDivergedError(
+        `training diverged: loss ${loss}, gradient norm ${gradNorm}; stopped before the update, the last checkpoint is intact — lower --lr (or raise --loss-limit if the loss is legitimately large)`,
+      );
+    }
+    // 4. Adam.
+    state.optimizer.apply(grads);
+    const used = blocksUsed(greedy, k);
+    const usedSampled = blocksUsed(sampled, k);
+    return {
+      loss,
+      crossEntropy,
+      gradNorm,
+      rewardSampled: sum(sampledReward) / rows,
+      rewardGreedy: sum(greedyReward) / b,
+      correctSampled: sum(sampledCorrect) / rows,
+      correctGreedy: sum(greedyCorrect) / b,
+      blocksSampled: sum(usedSampled) / rows,
+      blocksGreedy: sum(used) / b,
+      blocksGreedySq: used.reduce((acc, n) => acc + n * n, 0),
+      images: b,
+    };
   } finally {
-    x.dispose();
+    for (const s of saved) s.release(); // idempotent: backward released the ones it used
+    tf.dispose(grads.filter((g): g is tf.Tensor => g !== undefined));
   }
 }

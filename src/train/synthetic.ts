@@ -126,6 +126,11 @@ export class TinyPolicy implements TrainablePolicy {
     this.net = ResNet.init(arch, seed);
   }
 
+  /** The network itself (lets the ONNX training engine run it). */
+  get resnet(): ResNet {
+    return this.net;
+  }
+
   probabilities(x: tf.Tensor4D, options: { training?: boolean } = {}): tf.Tensor2D {
     return tf.tidy(() => tf.sigmoid(this.net.forward(x, { training: options.training })));
   }

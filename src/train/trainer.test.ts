@@ -175,7 +175,8 @@ class PoisonedPolicy extends TinyPolicy {
 
 test('a NaN loss stops the run with a clear message and leaves the last good checkpoint intact', async () => {
   const policy = new PoisonedPolicy(2 * 3); // two calls per step: NaN from step 4 on
-  const s = setup({ iterations: 10, evalEvery: 2 }, { policy });
+  // The poison sits in the tfjs forward: run the training passes there.
+  const s = setup({ iterations: 10, evalEvery: 2, trainEngine: 'tfjs' }, { policy });
   try {
     await assert.rejects(runTraining(s), (e: unknown) => {
       assert.ok(e instanceof TrainingDivergedError);

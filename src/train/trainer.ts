@@ -20,6 +20,7 @@ import { alphaAt, learningRate, type CommonConfig, type Stage1Config } from './c
 import type { RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import { learnableBlocks, type CurriculumSchedule } from './reinforce.js';
 import { RunDirectory, type EvalRecord, type TrainingCheckpointMeta } from './run-dir.js';
+import { createTrainModules } from './engine.js';
 import { pretrainPolicyFeatures, type PretrainOptions } from './pretrain.js';
 import { blockDropStep, type StepResult } from './step.js';
 
@@ -296,46 +297,52 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   // The loop.
   let stoppedBy: TrainResult['stoppedBy'] = 'done';
   const images = new Float32Array(config.batchSize * side * side * 3);
-  for (;;) {
-    learnable = learnableBlocks(curriculum, k, sampler.epoch, iteration);
-    lr = learningRate(config, iteration, sampler.epoch, totalIterations);
-    if (iteration % config.evalEvery === 0 && iteration !== lastEvaluated) await evaluateAndSave();
-    if (iteration >= totalIterations) break;
-    if (config.timeLimitMinutes > 0 && elapsed() >= config.timeLimitMinutes * 60) {
-      stoppedBy = 'time-limit';
-      break;
-    }
-    if (hooks.signal?.aborted) {
-      stoppedBy = 'aborted';
-      break;
-    }
+  const modules = await createTrainModules(config.trainEngine ?? 'auto', policy, trainResNet ? resnet : undefined, { k, side, log });
+  log(`training passes: ${modules.description}`);
+  try {
+    for (;;) {
+      learnable = learnableBlocks(curriculum, k, sampler.epoch, iteration);
+      lr = learningRate(config, iteration, sampler.epoch, totalIterations);
+      if (iteration % config.evalEvery === 0 && iteration !== lastEvaluated) await evaluateAndSave();
+      if (iteration >= totalIterations) break;
+      if (config.timeLimitMinutes > 0 && elapsed() >= config.timeLimitMinutes * 60) {
+        stoppedBy = 'time-limit';
+        break;
+      }
+      if (hooks.signal?.aborted) {
+        stoppedBy = 'aborted';
+        break;
+      }
 
-    const t0 = performance.now();
-    const indices = sampler.nextBatch();
-    const size = indices.length;
-    const x = size === config.batchSize ? images : new Float32Array(size * side * side * 3);
-    normalizeBatch(setup.train, indices, setup.normalization, setup.augment === false ? undefined : { rng: augmentRng }, x);
-    optimizer.lr = lr;
-    const result = await blockDropStep(
-      { policy, resnet, oracle: setup.oracle, optimizer, params, rng: sampleRng },
-      { images: x, labels: batchLabels(setup.train, indices), size, side },
-      {
-        k,
-        learnable,
-        entropyWeight: config.entropyWeight,
-        entropy: config.entropy,
-        penalty: config.penalty,
-        alpha: alphaAt(config, iteration, totalIterations),
-        baseline: config.baseline,
-        advantage: config.advantage,
-        trainResNet,
-        samples: config.samples,
-        lossLimit: config.lossLimit,
-      },
-    );
-    stats.add(result, (performance.now() - t0) / 1000);
-    iteration++;
-    progress('train');
+      const t0 = performance.now();
+      const indices = sampler.nextBatch();
+      const size = indices.length;
+      const x = size === config.batchSize ? images : new Float32Array(size * side * side * 3);
+      normalizeBatch(setup.train, indices, setup.normalization, setup.augment === false ? undefined : { rng: augmentRng }, x);
+      optimizer.lr = lr;
+      const result = await blockDropStep(
+        { policy, resnet, oracle: setup.oracle, optimizer, params, rng: sampleRng, modules },
+        { images: x, labels: batchLabels(setup.train, indices), size, side },
+        {
+          k,
+          learnable,
+          entropyWeight: config.entropyWeight,
+          entropy: config.entropy,
+          penalty: config.penalty,
+          alpha: alphaAt(config, iteration, totalIterations),
+          baseline: config.baseline,
+          advantage: config.advantage,
+          trainResNet,
+          samples: config.samples,
+          lossLimit: config.lossLimit,
+        },
+      );
+      stats.add(result, (performance.now() - t0) / 1000);
+      iteration++;
+      progress('train');
+    }
+  } finally {
+    modules.dispose();
   }
 
   if (iteration !== lastEvaluated && stoppedBy !== 'aborted') {
