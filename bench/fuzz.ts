@@ -1,6 +1,7 @@
 /**
- * The long fuzz run: the properties of src/checkpoint/fuzz.test.ts and src/data/image.fuzz.test.ts
- * with random seeds and many more inputs, the real checkpoints from ../shared as seeds too.
+ * The long fuzz run: the properties of src/checkpoint/fuzz.test.ts, src/data/image.fuzz.test.ts and
+ * src/executor/manifest.test.ts with random seeds and many more inputs, the real checkpoints from
+ * ../shared as seeds too.
  *
  *   node dist/bench/fuzz.js [--minutes 5] [--only text] [--seed n] [--hang-seconds 10] [--max-rss-mb 2048]
  *   node dist/bench/fuzz.js --replay <property> --seed <n> [--path <p>] [--runs n]   (a failure again)
@@ -18,7 +19,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import fc from 'fast-check';
-import { checkpointProperties, imageProperties, onFuzzInput, tried, type FuzzProperty } from '../src/testing/fuzz-targets.js';
+import { checkpointProperties, imageProperties, manifestProperties, onFuzzInput, tried, type FuzzProperty } from '../src/testing/fuzz-targets.js';
 
 interface ChunkRequest {
   readonly property: string;
@@ -50,7 +51,7 @@ export interface FuzzFailure {
 }
 
 function allProperties(): FuzzProperty[] {
-  return [...checkpointProperties(), ...imageProperties()];
+  return [...checkpointProperties(), ...imageProperties(), ...manifestProperties()];
 }
 
 function describeInput(counterexample: unknown): { length: number; headHex: string } | undefined {

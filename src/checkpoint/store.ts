@@ -3,15 +3,16 @@
  *
  * A model checkpoint is a pair: `<stem>.safetensors` (the weights, with the metadata embedded as
  * well) and `<stem>.json` (the same metadata, readable, plus the weights file's sha256 and tensor
- * list). The safetensors file is written first and the JSON last, each atomically, so a JSON whose
- * hash matches always describes complete weights.
+ * list). The old JSON is deleted first, then the safetensors file and the JSON are written, each
+ * atomically: a kill at any moment leaves either a matching pair or weights alone (whose embedded
+ * metadata is the same), never a JSON beside weights it does not describe.
  */
 import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BlockdropError } from '../errors.js';
 import { numel, shapeString, type DType, type TensorMap } from '../tensor.js';
-import { writeFileAtomic } from '../util/atomic.js';
+import { removeFileDurably, writeFileAtomic } from '../util/atomic.js';
 import { oneLine, printable } from '../util/message.js';
 import { defineField, isJsonObject, type JsonObject, type JsonValue } from './json.js';
 import { looksLikeSafetensors, readSafetensors, serializeSafetensors } from './safetensors.js';
@@ -126,6 +127,9 @@ export async function saveModelCheckpoint(pathWithoutExt: string, checkpoint: Mo
       tensors: [...checkpoint.tensors].map(([name, t]) => ({ name, dtype: t.dtype, shape: [...t.shape] })),
     },
   };
+  // The old JSON goes first: a kill between the two writes then leaves weights without a JSON (read
+  // with their embedded metadata), never new weights beside the old JSON (a pair that fails its hash).
+  await removeFileDurably(jsonPath);
   await writeFileAtomic(safetensorsPath, bytes);
   await writeFileAtomic(jsonPath, `${JSON.stringify(doc, null, 2)}\n`);
   return { safetensorsPath, jsonPath, sha256, bytes: bytes.length };

@@ -22,6 +22,10 @@ import {
 import { ZipArchive } from '../checkpoint/zip.js';
 import { decodeCifarSpritePng, readCifarBinaryBatch, readLabelsJson } from '../data/cifar.js';
 import { decodeImageBytes, encodePng, type DecodedImage } from '../data/image.js';
+import { DEFAULT_MANIFEST_LIMITS, parseManifestBytes } from '../executor/manifest.js';
+import { buildExport, decodeOnnxModel, MANIFEST_FILE, type BlockDropManifest } from '../export/onnx.js';
+import { blockCount, getPreset, NORMALIZATIONS, policyArchFor } from '../models/config.js';
+import { initResNetWeights } from '../models/weights.js';
 import { BlockdropError } from '../errors.js';
 import { DTYPE_BYTES, numel, type DType, type HostTensor, type TensorMap } from '../tensor.js';
 import { printable } from '../util/message.js';
@@ -794,6 +798,112 @@ export const cifarSpriteTarget: FuzzTarget<Uint8Array> = {
   generators: [{ name: 'chunks', arb: () => spriteChunksArb }],
 };
 
+// ---- ONNX manifest --------------------------------------------------------------------------------
+
+let exportSeedCache: { manifests: string[]; graphs: Uint8Array[] } | null = null;
+/** manifest.json of a ResNet-8 export with and without a policy, and its small graphs (built in memory, not written). */
+function exportSeeds(): { manifests: string[]; graphs: Uint8Array[] } {
+  if (exportSeedCache) return exportSeedCache;
+  const arch = getPreset('resnet8').arch;
+  const resnet = initResNetWeights(arch, 1);
+  const manifests: string[] = [];
+  const graphs: Uint8Array[] = [];
+  for (const policy of [undefined, initResNetWeights(policyArchFor(arch), 2)]) {
+    const { files } = buildExport({ arch, normalization: NORMALIZATIONS.cifar, resnet, ...(policy ? { policy } : {}) });
+    manifests.push(files[MANIFEST_FILE] as string);
+    if (!policy) graphs.push(...['head.onnx', 'shortcut_1.onnx', 'block_0.onnx'].map((f) => files[f] as Uint8Array));
+  }
+  exportSeedCache = { manifests, graphs };
+  return exportSeedCache;
+}
+const manifestSeedTexts = (): string[] => exportSeeds().manifests;
+
+/** Every path (as keys) to a value inside a JSON document, breadth first. */
+function jsonPaths(root: unknown): (string | number)[][] {
+  const out: (string | number)[][] = [];
+  const todo: [unknown, (string | number)[]][] = [[root, []]];
+  while (todo.length) {
+    const [v, path] = todo.shift()!;
+    out.push(path);
+    if (Array.isArray(v)) v.forEach((x, i) => todo.push([x, [...path, i]]));
+    else if (typeof v === 'object' && v !== null) for (const [k, x] of Object.entries(v)) todo.push([x, [...path, k]]);
+  }
+  return out;
+}
+
+/** Values that break type guards, paths and size arithmetic. */
+const hostileJsonArb: fc.Arbitrary<unknown> = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom<unknown>(
+    null, true, 0, -1, 1.5, 3, 4, 9, 15, 1e308, -1e308, 2 ** 31, 2 ** 53, 2 ** 53 + 2, '', 'x', [], {}, [[[[]]]], [0], [3], ['batch', 4, 32, 32],
+    '../full.onnx', '../../etc/passwd', '/etc/passwd', 'a/../../b.onnx', './full.onnx', 'sub//x.onnx', 'x\u0000y.onnx', 'C:\\x.onnx',
+    '..\\x.onnx', 'full.onnx', 'block_0.onnx', 'missing.onnx', 'a\nb', '__proto__', 'constructor',
+    'ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff', JSON.parse('{"__proto__": {"polluted": 1}}') as unknown, { toString: 1 },
+    { sha256: '0'.repeat(64), bytes: 2 ** 40, role: 'r', inputs: [], outputs: [] },
+  ) },
+  // Arrays nested up to a million deep, spliced in as text after serialisation (see manifestFieldArb).
+  { weight: 1, arbitrary: fc.constantFrom(1000, 100_000, 1_000_000).map((n) => `\u0000deep:${n}\u0000`) },
+  { weight: 1, arbitrary: fc.integer({ min: 1000, max: 200_000 }).map((n) => 'x'.repeat(n)) },
+  { weight: 1, arbitrary: fc.array(fc.nat(100), { maxLength: 2000 }) },
+  { weight: 2, arbitrary: fc.jsonValue({ maxDepth: 3 }) },
+);
+
+/** A seed manifest with 1–4 fields replaced by hostile values, deleted, or given an extra key (then serialised). */
+const manifestFieldArb: fc.Arbitrary<Uint8Array> = fc
+  .tuple(fc.nat(1), fc.array(fc.tuple(fc.nat(), fc.constantFrom('replace', 'replace', 'replace', 'delete', 'add-key'), hostileJsonArb, names), { minLength: 1, maxLength: 4 }))
+  .map(([i, edits]) => {
+    const doc = JSON.parse(manifestSeedTexts()[i % 2]!) as Record<string, unknown>;
+    for (const [pick, op, value, key] of edits) {
+      const paths = jsonPaths(doc).filter((p) => p.length > 0);
+      const path = paths[pick % paths.length]!;
+      let parent: Record<string | number, unknown> = doc;
+      for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+      const last = path[path.length - 1]!;
+      if (op === 'replace') Object.defineProperty(parent, last, { value, enumerable: true, writable: true, configurable: true });
+      else if (op === 'delete') delete parent[last];
+      else if (typeof parent === 'object' && !Array.isArray(parent)) Object.defineProperty(parent, key, { value, enumerable: true, writable: true, configurable: true });
+    }
+    const text = JSON.stringify(doc).replace(/"\\u0000deep:(\d+)\\u0000"/g, (_, n: string) => deepArray(Number(n)));
+    return new TextEncoder().encode(text);
+  });
+
+/** What an accepted manifest promises the executor. */
+function checkManifest(m: BlockDropManifest): void {
+  const safe = (name: string): void => {
+    if (name.startsWith('/') || /[\\\u0000-\u001f:]/.test(name) || name.split('/').some((p) => p === '' || p === '.' || p === '..')) {
+      throw new FuzzViolation(`manifest accepted with the file name ${JSON.stringify(name)}`);
+    }
+  };
+  const files = new Set(Object.keys(m.files));
+  files.forEach(safe);
+  const g = m.graphs;
+  for (const name of [g.full, g.stem, g.head, g.blockdrop, ...g.blocks, ...Object.values(g.shortcuts), ...(g.policy ? [g.policy] : [])]) {
+    safe(name);
+    if (!files.has(name)) throw new FuzzViolation(`manifest accepted with graph ${JSON.stringify(name)} not among its files`);
+  }
+  const K = blockCount(m.architecture);
+  if (m.K !== K || g.blocks.length !== K || m.flops.perBlock.length !== K) throw new FuzzViolation(`manifest accepted with inconsistent K ${m.K}`);
+  if (m.classNames.length !== m.architecture.numClasses) throw new FuzzViolation('manifest accepted with the wrong number of class names');
+  if ((m.policy === null) !== (g.policy === null) || (m.policy && m.policy.architecture.numClasses !== K)) throw new FuzzViolation('manifest accepted with an inconsistent policy');
+  if (Object.values(m.files).reduce((a, f) => a + f.bytes, 0) > DEFAULT_MANIFEST_LIMITS.maxTotalBytes) throw new FuzzViolation('manifest accepted with absurd sizes');
+  if (Object.getPrototypeOf(m.files) !== Object.prototype || ({} as Record<string, unknown>)['polluted'] !== undefined) throw new FuzzViolation('a manifest changed a prototype');
+}
+
+export const manifestTarget: FuzzTarget<BlockDropManifest> = {
+  reader: 'onnx-manifest',
+  parse: (bytes) => parseManifestBytes(bytes, SOURCE),
+  validate: checkManifest,
+  seeds: () => manifestSeedTexts().map((t) => new TextEncoder().encode(t)),
+  generators: [{ name: 'fields', arb: () => manifestFieldArb }],
+};
+
+/** Exported graphs: protobuf parsing plus the finite-weights check that BlockDropModel.load runs on every file. */
+export const onnxGraphTarget: FuzzTarget<unknown> = {
+  reader: 'onnx-graph',
+  parse: (bytes) => decodeOnnxModel(bytes, SOURCE),
+  seeds: () => exportSeeds().graphs,
+  generators: [],
+};
+
 // ---------------------------------------------------------------------------------------------
 // Properties
 
@@ -969,6 +1079,14 @@ export function checkpointProperties(): FuzzProperty[] {
     ...targetProperties(torchZipTarget, { mutated: 800, truncated: 300, generated: 200 }),
     ...targetProperties(safetensorsTarget, { mutated: 1000, truncated: 300, generated: 400 }),
     anyCheckpointProperty(),
+  ];
+}
+
+/** The ONNX manifest reader and graph parser, with the bounded test's run counts. */
+export function manifestProperties(): FuzzProperty[] {
+  return [
+    ...targetProperties(manifestTarget, { mutated: 400, truncated: 150, generated: 600 }),
+    ...targetProperties(onnxGraphTarget, { mutated: 300, truncated: 100, generated: 0 }),
   ];
 }
 

@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { BlockdropError } from '../errors.js';
-import { writeDirAtomic, writeError, writeFileAtomic } from './atomic.js';
+import {
+  isTempFileName, recoverInterruptedDir, removeFileDurably, removeStaleTempFiles, writeDirAtomic, writeError, writeFileAtomic,
+} from './atomic.js';
 
 const root = mkdtempSync(join(tmpdir(), 'blockdrop-atomic-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -89,4 +91,45 @@ test('writeDirAtomic refuses unsafe names and a target that is a file, and clean
   assert.equal(readFileSync(join(parent, 'plain'), 'utf8'), 'x');
   await assert.rejects(writeDirAtomic(join(parent, 'missing', 'out'), { 'a.txt': 'x' }), /does not exist; choose a writable --out directory/);
   assert.deepEqual(readdirSync(parent), ['plain']);
+});
+
+/** A pid no process has (above Linux's largest pid_max). */
+const DEAD_PID = 99_999_999;
+
+test('recoverInterruptedDir: a kill mid-swap is undone (the old directory put back), other leftovers of dead writers removed', async () => {
+  const dir = fresh();
+  const target = join(dir, 'out');
+  // Killed between "rename target aside" and "rename new into place": only the set-aside copy exists.
+  mkdirSync(`${target}.old-${DEAD_PID}-0123abcd`);
+  writeFileSync(join(`${target}.old-${DEAD_PID}-0123abcd`, 'manifest.json'), 'old');
+  mkdirSync(`${target}.tmp-${DEAD_PID}`);
+  writeFileSync(join(`${target}.tmp-${DEAD_PID}`, 'half'), 'x');
+  mkdirSync(join(dir, 'out.tmp-other')); // not a writer's name: left alone
+  await recoverInterruptedDir(target);
+  assert.deepEqual(readdirSync(dir).sort(), ['out', 'out.tmp-other']);
+  assert.equal(readFileSync(join(target, 'manifest.json'), 'utf8'), 'old');
+  // With the target present, a set-aside copy is simply stale; a live writer's temp directory stays.
+  mkdirSync(`${target}.old-${DEAD_PID}-0123abcd`);
+  mkdirSync(`${target}.tmp-${process.pid}`);
+  await recoverInterruptedDir(target);
+  assert.deepEqual(readdirSync(dir).sort(), ['out', `out.tmp-${process.pid}`, 'out.tmp-other']);
+  // The next writeDirAtomic cleans up the same way.
+  mkdirSync(`${target}.old-${DEAD_PID}-0123abcd`);
+  await writeDirAtomic(target, { 'manifest.json': 'new' });
+  assert.deepEqual(readdirSync(dir).sort(), ['out', 'out.tmp-other']);
+  assert.equal(readFileSync(join(target, 'manifest.json'), 'utf8'), 'new');
+});
+
+test('removeStaleTempFiles deletes only temp files of dead writers; removeFileDurably deletes a file or nothing', async () => {
+  const dir = fresh();
+  const dead = `.model.safetensors.${DEAD_PID}-89abcdef.tmp`;
+  const live = `.model.safetensors.${process.pid}-89abcdef.tmp`;
+  for (const name of [dead, live, 'model.safetensors', '.hidden.tmp']) writeFileSync(join(dir, name), 'x');
+  assert.ok(isTempFileName(dead) && isTempFileName(live) && !isTempFileName('model.safetensors') && !isTempFileName('.hidden.tmp'));
+  assert.deepEqual(await removeStaleTempFiles(dir), [dead]);
+  assert.deepEqual(readdirSync(dir).sort(), ['.hidden.tmp', live, 'model.safetensors'].sort());
+  assert.deepEqual(await removeStaleTempFiles(join(dir, 'missing')), []);
+  await removeFileDurably(join(dir, 'model.safetensors'));
+  await removeFileDurably(join(dir, 'model.safetensors'));
+  assert.ok(!existsSync(join(dir, 'model.safetensors')));
 });
