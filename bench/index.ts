@@ -3,6 +3,8 @@
  *   data         CIFAR-10 load and decode time (no cache, warm cache)
  *   inference    full fused ResNet vs the BlockDrop executor on the CIFAR-10 test set
  *   strategies   the executor's skipping strategies against each other (docs/executor.md)
+ *   train        stage-1 / stage-2 training steps, ONNX Runtime engine vs TensorFlow.js (docs/training.md)
+ *   imagenet     ResNet-50/101 at 224×224 (random weights): full fused ONNX vs the executor (docs/imagenet.md)
  */
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,6 +14,8 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   data: () => import('./data.js'),
   inference: () => import('./inference.js'),
   strategies: () => import('./strategies.js'),
+  train: () => import('./train.js'),
+  imagenet: () => import('./imagenet.js'),
 };
 
 export async function main(argv: readonly string[]): Promise<void> {

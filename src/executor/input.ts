@@ -29,6 +29,19 @@ function lutFor(normalization: Normalization): Float32Array {
   return lut;
 }
 
+/** NaN or ±Infinity in a float batch would come out as NaN logits and an arbitrary class: refuse it, naming where. */
+function assertFiniteImages(images: Float32Array, perImage: number): void {
+  for (let i = 0; i < images.length; i++) {
+    const x = images[i]!;
+    if (x - x !== 0) {
+      const what = Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity';
+      throw new BlockdropError(
+        `image ${Math.floor(i / perImage)} holds ${what} (value ${i % perImage} of ${perImage}); pass finite pixel values (check the decoding and normalisation)`,
+      );
+    }
+  }
+}
+
 /**
  * Uint8Array: N×H×W×3 RGB pixels (0–255), HWC, normalised here.
  * Float32Array: already normalised, NHWC (default, what `normalizeBatch` returns) or NCHW.
@@ -66,6 +79,7 @@ export function toNchwInput(
     );
   }
   const count = images.length / perImage;
+  if (!isUint8) assertFiniteImages(images as Float32Array, perImage);
   const hw = side * side;
   if (!isUint8 && layout === 'nchw') return { data: images as Float32Array, count };
   const out = new Float32Array(images.length);

@@ -21,7 +21,9 @@ import onnxProto from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import type { FoldedResNet } from '../export/folded.js';
 import { GraphBuilder, NCHWC_DOMAIN } from '../export/graph.js';
-import { addNetwork, convName, imageDims, portableOps, POLICY_TAG, type LayerOps } from '../export/networks.js';
+import {
+  addPolicyNetwork, blockConvs, convName, imageDims, portableOps, POLICY_TAG, STEM_MAX_POOL, type LayerOps,
+} from '../export/networks.js';
 
 const { onnx } = onnxProto;
 
@@ -41,14 +43,16 @@ export type NchwcHarvest = ReadonlyMap<string, HarvestedConv>;
  */
 export async function harvestNchwc(nets: readonly { net: FoldedResNet; tag: string }[]): Promise<NchwcHarvest | null> {
   const g = new GraphBuilder('harvest');
+  // The first network is the backbone; a policy sees the same image, average-pooled when smaller (ImageNet).
+  const side = nets[0]!.net.arch.inputSize;
   const image = g.input('input', 'float32', imageDims(nets[0]!.net));
   const expected: string[] = [];
   nets.forEach(({ net, tag }, i) => {
     const ops = portableOps(net, tag);
-    g.output(addNetwork(g, ops, image), `logits${i}`, 'float32', undefined);
+    g.output(addPolicyNetwork(g, ops, image, side), `logits${i}`, 'float32', undefined);
     expected.push(`${convName(tag, 'stem')}.bias`);
     net.blocks.forEach((b, t) => {
-      expected.push(`${convName(tag, 'c1', t)}.bias`, `${convName(tag, 'c2', t)}.bias`);
+      for (const { name } of blockConvs(b, tag, t)) expected.push(`${name}.bias`);
       if (b.downsample) expected.push(`${convName(tag, 'sc', t)}.bias`);
     });
   });
@@ -98,10 +102,14 @@ export function nchwcOps(net: FoldedResNet, harvest: NchwcHarvest, tag = ''): La
   };
   return {
     net,
-    stem: (g, image) => conv(g, image, convName(tag, 'stem'), true),
+    stem(g, image) {
+      const y = conv(g, image, convName(tag, 'stem'), true);
+      return net.arch.stem === 'imagenet' ? g.node('MaxPool', [y], undefined, STEM_MAX_POOL, NCHWC_DOMAIN) : y;
+    },
     shortcut(g, t, x) {
       const block = net.blocks[t]!;
       if (!block.downsample) return x;
+      if (block.projection) return conv(g, x, convName(tag, 'sc', t), false);
       const s = block.stride;
       const src =
         net.arch.shortcut === 'downsampleB' && s > 1
@@ -110,8 +118,11 @@ export function nchwcOps(net: FoldedResNet, harvest: NchwcHarvest, tag = ''): La
       return conv(g, src, convName(tag, 'sc', t), false);
     },
     kept(g, t, x, sum) {
-      const h = conv(g, x, convName(tag, 'c1', t), true);
-      return conv(g, h, convName(tag, 'c2', t), true, sum);
+      const convs = blockConvs(net.blocks[t]!, tag, t);
+      let h = x;
+      // Inner convs with ReLU; the last one adds the shortcut (fused Sum input), then ReLU.
+      convs.forEach(({ name }, i) => (h = i < convs.length - 1 ? conv(g, h, name, true) : conv(g, h, name, true, sum)));
+      return h;
     },
     head(g, x) {
       const nchw = g.node('ReorderOutput', [x], undefined, { channels: net.features, channels_last: 0 }, NCHWC_DOMAIN);

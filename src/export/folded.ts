@@ -4,7 +4,7 @@
  * conv(x, W) → BN  ==  conv(x, W·a) + (β − μ·a)  with  a = γ / √(σ² + ε).
  */
 import { BlockdropError } from '../errors.js';
-import { blockCount, blockPositions, type ResNetConfig } from '../models/config.js';
+import { blockCount, blockExpansion, blockLayouts, type ResNetConfig } from '../models/config.js';
 import { shapeString, type HostTensor, type TensorMap } from '../tensor.js';
 
 /** PyTorch's BatchNorm default, used by every BlockDrop / akamaster / torchvision checkpoint. */
@@ -29,14 +29,20 @@ export interface FoldedBlock {
   /** Input spatial side. */
   readonly inSize: number;
   readonly outSize: number;
+  /** BasicBlock: conv3x3(stride), conv3x3. Bottleneck: conv1x1, conv3x3(stride), then `conv3`. */
   readonly conv1: FoldedConv;
   readonly conv2: FoldedConv;
+  /** Bottleneck only: the closing conv1x1 (planes → planes × 4). */
+  readonly conv3?: FoldedConv;
   /** Whether the shortcut changes the tensor (first block of a stage with stride or width change). */
   readonly downsample: boolean;
+  /** Projection shortcut (conv1x1(stride) + BN, folded), computed even when the block is dropped. */
+  readonly projection?: FoldedConv;
 }
 
 export interface FoldedResNet {
   readonly arch: ResNetConfig;
+  /** CIFAR: conv3x3 + ReLU. ImageNet: conv7x7 stride 2 + ReLU, then max-pool 3×3 stride 2 pad 1. */
   readonly stem: FoldedConv;
   readonly blocks: readonly FoldedBlock[];
   /** [classes, features] row-major, as PyTorch's Linear. */
@@ -90,62 +96,64 @@ export function foldConvBn(
   return { weight, bias, outC, inC, k, stride };
 }
 
-/** Source of one folded conv: `name` is `conv1`, `blocks.{s}.{i}.conv1` or `blocks.{s}.{i}.conv2`. */
+/**
+ * Source of one folded conv: `name` is `conv1` (stem), `blocks.{s}.{i}.conv{1,2,3}` or `ds.{s}.0`
+ * (projection shortcut).
+ */
 export type FoldedConvSource = (name: string, outC: number, inC: number, k: number, stride: number) => FoldedConv;
 
-/** The skeleton of a CIFAR basic-block ResNet with convs and fc from the given sources. */
+/** The skeleton of a ResNet (any row of the architecture table) with convs and fc from the given sources. */
 export function buildFolded(
   arch: ResNetConfig,
   convOf: FoldedConvSource,
   fc: { weight: Float32Array; bias: Float32Array },
 ): FoldedResNet {
-  if (arch.blockType !== 'basic' || arch.stem !== 'cifar') {
-    throw new BlockdropError(`ONNX export supports CIFAR basic-block ResNets only, not ${arch.name}`);
-  }
-  if (arch.shortcut === 'projection') {
-    throw new BlockdropError(`ONNX export does not support projection shortcuts yet (${arch.name})`);
-  }
-  const stem = convOf('conv1', arch.stemWidth, 3, 3, 1);
-  const blocks: FoldedBlock[] = [];
-  let inC = arch.stemWidth;
-  let size = arch.inputSize;
-  for (const { stage, index } of blockPositions(arch)) {
-    const outC = arch.widths[stage]!;
-    const stride = index === 0 ? arch.strides[stage]! : 1;
-    const p = `blocks.${stage}.${index}`;
-    const outSize = Math.floor((size - 1) / stride) + 1;
-    blocks.push({
-      stage,
-      index,
-      inC,
-      outC,
-      stride,
-      inSize: size,
-      outSize,
-      conv1: convOf(`${p}.conv1`, outC, inC, 3, stride),
-      conv2: convOf(`${p}.conv2`, outC, outC, 3, 1),
-      downsample: stride !== 1 || inC !== outC,
-    });
-    inC = outC;
-    size = outSize;
-  }
+  const imagenetStem = arch.stem === 'imagenet';
+  const stem = convOf('conv1', arch.stemWidth, 3, imagenetStem ? 7 : 3, imagenetStem ? 2 : 1);
+  const blocks: FoldedBlock[] = blockLayouts(arch).map((b) => {
+    const p = `blocks.${b.stage}.${b.index}`;
+    const downsample = b.shortcut !== 'identity';
+    const projection = b.shortcut === 'projection' ? convOf(`ds.${b.stage}.0`, b.outChannels, b.inChannels, 1, b.stride) : undefined;
+    const common = {
+      stage: b.stage, index: b.index, inC: b.inChannels, outC: b.outChannels, stride: b.stride,
+      inSize: b.inSize, outSize: b.outSize, downsample, ...(projection ? { projection } : {}),
+    };
+    if (arch.blockType === 'basic') {
+      return {
+        ...common,
+        conv1: convOf(`${p}.conv1`, b.planes, b.inChannels, 3, b.stride),
+        conv2: convOf(`${p}.conv2`, b.outChannels, b.planes, 3, 1),
+      };
+    }
+    return {
+      ...common,
+      conv1: convOf(`${p}.conv1`, b.planes, b.inChannels, 1, 1),
+      conv2: convOf(`${p}.conv2`, b.planes, b.planes, 3, b.stride),
+      conv3: convOf(`${p}.conv3`, b.outChannels, b.planes, 1, 1),
+    };
+  });
   if (blocks.length !== blockCount(arch)) throw new Error('buildFolded: block count mismatch');
-  if (fc.weight.length !== arch.numClasses * inC || fc.bias.length !== arch.numClasses) {
-    throw new BlockdropError(`fc of ${arch.name} must be [${arch.numClasses}, ${inC}]`);
+  const features = arch.widths[arch.widths.length - 1]! * blockExpansion(arch);
+  if (fc.weight.length !== arch.numClasses * features || fc.bias.length !== arch.numClasses) {
+    throw new BlockdropError(`fc of ${arch.name} must be [${arch.numClasses}, ${features}]`);
   }
-  return { arch, stem, blocks, fcWeight: fc.weight, fcBias: fc.bias, features: inC, classes: arch.numClasses };
+  return { arch, stem, blocks, fcWeight: fc.weight, fcBias: fc.bias, features, classes: arch.numClasses };
+}
+
+/** The BN that follows a conv, in canonical names: `…convN` → `…bnN`, `ds.{s}.0` → `ds.{s}.1`. */
+export function bnNameOf(conv: string): string {
+  return conv.startsWith('ds.') ? conv.replace(/\.0$/, '.1') : conv.replace(/conv(\d)$/, 'bn$1');
 }
 
 /**
- * Folds a CIFAR-style basic-block ResNet given canonical tensor names
- * (`conv1.weight`, `bn1.*`, `blocks.{stage}.{index}.{conv1,bn1,conv2,bn2}.*`, `fc.{weight,bias}`).
+ * Folds a ResNet given canonical tensor names (`conv1.weight`, `bn1.*`,
+ * `blocks.{stage}.{index}.{conv,bn}{1,2[,3]}.*`, `ds.{stage}.{0,1}.*`, `fc.{weight,bias}`).
  */
 export function foldResNet(arch: ResNetConfig, tensors: TensorMap): FoldedResNet {
-  const bnOf = (conv: string) => conv.replace(/conv(\d)$/, 'bn$1');
-  const features = arch.widths[arch.widths.length - 1]!;
+  const features = arch.widths[arch.widths.length - 1]! * blockExpansion(arch);
   return buildFolded(
     arch,
-    (name, outC, inC, k, stride) => foldConvBn(tensors, name, bnOf(name), outC, inC, k, stride),
+    (name, outC, inC, k, stride) => foldConvBn(tensors, name, bnNameOf(name), outC, inC, k, stride),
     { weight: need(tensors, 'fc.weight', [arch.numClasses, features]), bias: need(tensors, 'fc.bias', [arch.numClasses]) },
   );
 }

@@ -1,5 +1,6 @@
 /**
- * ONNX graphs of the pieces of a (BN-folded) CIFAR ResNet, with BlockDrop's block semantics:
+ * ONNX graphs of the pieces of a (BN-folded) ResNet — CIFAR basic-block nets and torchvision-layout
+ * ImageNet nets (7×7 stem + max-pool, Bottleneck blocks, projection shortcuts) — with BlockDrop's block semantics:
  * the shortcut is always computed; a kept block gives ReLU(shortcut + F(x)), a dropped one the
  * shortcut alone (no ReLU). Every graph is NCHW float32 with a symbolic batch dimension 'batch'.
  *
@@ -26,11 +27,11 @@ export interface LayerOps {
 }
 
 /**
- * Deterministic initialiser names: `{tag}stem`, `{tag}b{t}c1`, `{tag}b{t}c2`, `{tag}sc{t}` (+ `.weight` /
- * `.bias`), `{tag}fc`. The executor finds convolutions by these bias names after ONNX Runtime has
- * rewritten the graph.
+ * Deterministic initialiser names: `{tag}stem`, `{tag}b{t}c1`, `{tag}b{t}c2`, `{tag}b{t}c3` (Bottleneck),
+ * `{tag}sc{t}` (+ `.weight` / `.bias`), `{tag}fc`. The executor finds convolutions by these bias names
+ * after ONNX Runtime has rewritten the graph.
  */
-export function convName(tag: string, part: 'stem' | 'c1' | 'c2' | 'sc', t = 0): string {
+export function convName(tag: string, part: 'stem' | 'c1' | 'c2' | 'c3' | 'sc', t = 0): string {
   return part === 'stem' ? `${tag}stem` : part === 'sc' ? `${tag}sc${t}` : `${tag}b${t}${part}`;
 }
 
@@ -45,16 +46,29 @@ function conv(g: GraphBuilder, x: string, c: FoldedConv, name: string): string {
   });
 }
 
+/** The residual branch's convolutions of a block with their names, in order (2 or 3). */
+export function blockConvs(block: FoldedBlock, tag: string, t: number): { conv: FoldedConv; name: string }[] {
+  const convs = [
+    { conv: block.conv1, name: convName(tag, 'c1', t) },
+    { conv: block.conv2, name: convName(tag, 'c2', t) },
+  ];
+  if (block.conv3) convs.push({ conv: block.conv3, name: convName(tag, 'c3', t) });
+  return convs;
+}
+
 /**
- * The zero-channel part of a downsampling shortcut as a 1×1 convolution with a 0/1 selection matrix
- * (`null` for identity shortcuts). DownsampleB = 2×2 average pool, then this conv (stride 1, zeros
- * appended); option A = this conv with stride 2 (x[:, :, ::2, ::2], zeros split before and after).
+ * The shortcut of a downsampling block as a 1×1 convolution (`null` for identity shortcuts). A
+ * projection shortcut is its own folded conv1x1(stride) + BN. For the parameter-free CIFAR shortcuts it
+ * is the zero-channel part as a 0/1 selection matrix: DownsampleB = 2×2 average pool, then this conv
+ * (stride 1, zeros appended); option A = this conv with stride 2 (x[:, :, ::2, ::2], zeros split before
+ * and after).
  * Bit-identical to Pad (x·1 plus exact zeros), but ONNX Runtime keeps a convolution in its blocked
  * NCHWc layout, so the residual add and ReLU fuse into the block's last conv, which Pad prevents.
  * Costs 2·Cin·Cout·H·W FLOPs, ~0.4% of ResNet-32; not counted, as BlockDrop counts shortcuts as free.
  */
 export function shortcutConv(net: FoldedResNet, block: FoldedBlock): FoldedConv | null {
   if (!block.downsample) return null;
+  if (block.projection) return block.projection;
   const extra = block.outC - block.inC;
   const before = net.arch.shortcut === 'optionA' ? extra >> 1 : 0;
   const weight = new Float32Array(block.outC * block.inC);
@@ -69,11 +83,17 @@ export function shortcutConv(net: FoldedResNet, block: FoldedBlock): FoldedConv 
   };
 }
 
+/** PyTorch's MaxPool2d(3, stride 2, padding 1) of the ImageNet stem. */
+export const STEM_MAX_POOL = { kernel_shape: [3, 3], pads: [1, 1, 1, 1], strides: [2, 2] };
+
 /** Standard-op implementation (any ONNX runtime). */
 export function portableOps(net: FoldedResNet, tag = ''): LayerOps {
   return {
     net,
-    stem: (g, image) => g.node('Relu', [conv(g, image, net.stem, convName(tag, 'stem'))]),
+    stem(g, image) {
+      const y = g.node('Relu', [conv(g, image, net.stem, convName(tag, 'stem'))]);
+      return net.arch.stem === 'imagenet' ? g.node('MaxPool', [y], undefined, STEM_MAX_POOL) : y;
+    },
     shortcut(g, t, x) {
       const block = net.blocks[t]!;
       const sel = shortcutConv(net, block);
@@ -86,10 +106,13 @@ export function portableOps(net: FoldedResNet, tag = ''): LayerOps {
       return conv(g, src, sel, convName(tag, 'sc', t));
     },
     kept(g, t, x, sum) {
-      const block = net.blocks[t]!;
-      const h = g.node('Relu', [conv(g, x, block.conv1, convName(tag, 'c1', t))]);
-      const f = conv(g, h, block.conv2, convName(tag, 'c2', t));
-      return g.node('Relu', [g.node('Add', [f, sum])]);
+      const convs = blockConvs(net.blocks[t]!, tag, t);
+      let h = x;
+      convs.forEach(({ conv: c, name }, i) => {
+        const y = conv(g, h, c, name);
+        h = i < convs.length - 1 ? g.node('Relu', [y]) : y;
+      });
+      return g.node('Relu', [g.node('Add', [h, sum])]);
     },
     head(g, x) {
       const pooled = g.node('GlobalAveragePool', [x]);
@@ -111,8 +134,21 @@ export function activationDims(net: FoldedResNet, t: number): Dim[] {
   return [BATCH, b.inC, b.inSize, b.inSize];
 }
 
-export function imageDims(net: FoldedResNet): Dim[] {
-  return [BATCH, 3, net.arch.inputSize, net.arch.inputSize];
+/** Image input dims; `side` defaults to the network's own input side. */
+export function imageDims(net: FoldedResNet, side = net.arch.inputSize): Dim[] {
+  return [BATCH, 3, side, side];
+}
+
+/**
+ * The policy network on the backbone's image (NCHW, side `imageSide`) → logits: BlockDrop's ImageNet
+ * policy first average-pools the 224×224 image by 2 (`F.avg_pool2d(x, 2)`); the CIFAR one sees it as is.
+ */
+export function addPolicyNetwork(g: GraphBuilder, ops: LayerOps, image: string, imageSide: number): string {
+  const side = ops.net.arch.inputSize;
+  const factor = imageSide / side;
+  if (!Number.isInteger(factor) || factor < 1) throw new Error(`addPolicyNetwork: image side ${imageSide} is not a multiple of ${side}`);
+  const input = factor === 1 ? image : g.node('AveragePool', [image], undefined, { kernel_shape: [factor, factor], strides: [factor, factor] });
+  return addNetwork(g, ops, input);
 }
 
 /** Block t under a keep decision fixed when the graph is built. */
@@ -143,7 +179,11 @@ export function buildStemGraph(net: FoldedResNet): Uint8Array {
   const g = new GraphBuilder('stem');
   const x = portableOps(net).stem(g, g.input('input', 'float32', imageDims(net)));
   g.output(x, 'output', 'float32', activationDims(net, 0));
-  return g.toModel('stem: conv3x3 + BN + ReLU');
+  return g.toModel(stemRole(net.arch.stem));
+}
+
+export function stemRole(stem: 'cifar' | 'imagenet'): string {
+  return stem === 'imagenet' ? 'stem: conv7x7/2 + BN + ReLU + max-pool 3x3/2' : 'stem: conv3x3 + BN + ReLU';
 }
 
 /** Activation → ReLU(shortcut + F(x)) of block t. */
@@ -172,10 +212,11 @@ export function buildHeadGraph(net: FoldedResNet): Uint8Array {
 
 export const POLICY_TAG = 'policy_';
 
-/** The policy network: image → sigmoid probabilities [B, K]. */
-export function buildPolicyGraph(policy: FoldedResNet): Uint8Array {
+/** The policy network: backbone image (side `imageSide`) → sigmoid probabilities [B, K]. */
+export function buildPolicyGraph(policy: FoldedResNet, imageSide = policy.arch.inputSize): Uint8Array {
   const g = new GraphBuilder('policy');
-  const probs = g.node('Sigmoid', [addNetwork(g, portableOps(policy, POLICY_TAG), g.input('input', 'float32', imageDims(policy)))]);
+  const image = g.input('input', 'float32', imageDims(policy, imageSide));
+  const probs = g.node('Sigmoid', [addPolicyNetwork(g, portableOps(policy, POLICY_TAG), image, imageSide)]);
   g.output(probs, 'probabilities', 'float32', [BATCH, policy.classes]);
   return g.toModel('policy network: sigmoid keep probabilities');
 }
@@ -209,7 +250,7 @@ export function buildDynamicGraph(g: GraphBuilder, ops: LayerOps, options: Dynam
   const image = g.input('input', 'float32', imageDims(net));
   let keep: string;
   if (options.policy) {
-    const probs = g.node('Sigmoid', [addNetwork(g, options.policy, image)]);
+    const probs = g.node('Sigmoid', [addPolicyNetwork(g, options.policy, image, net.arch.inputSize)]);
     g.output(probs, 'probabilities', 'float32', [BATCH, K]);
     if (options.keepFrom === 'policy') {
       keep = g.node('GreaterOrEqual', [probs, g.floatConst('half', [], Float32Array.of(0.5))]);

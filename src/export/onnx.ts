@@ -11,6 +11,8 @@
  *   runtimes that schedule blocks themselves;
  * - `blockdrop.onnx`  a single-file BlockDrop model with per-image skipping inside the graph:
  *   image (+ keep [B, K] bool when there is no policy) → logits (+ probabilities, keep).
+ * CIFAR basic-block nets and torchvision-layout ImageNet nets (Bottleneck, projection shortcuts) alike;
+ * the ImageNet policy graph takes the 224×224 image and average-pools it to 112×112 itself.
  */
 import { createHash } from 'node:crypto';
 import onnxProto from 'onnx-proto';
@@ -19,14 +21,18 @@ import {
   blockCount,
   blockPositions,
   CIFAR10_CLASSES,
+  blockExpansion,
   policyArchFor,
+  policyInputPool,
   type Normalization,
   type ResNetConfig,
 } from '../models/config.js';
 import { blockFlops, policyFlops, stemAndHeadFlops } from '../models/flops.js';
+import { assertFiniteTensors } from '../checkpoint/validate.js';
 import { canonicalizeResNetKeys, validateResNetWeights } from '../models/weights.js';
 import type { TensorMap } from '../tensor.js';
 import { writeDirAtomic } from '../util/atomic.js';
+import { oneLine, printable } from '../util/message.js';
 import { buildFolded, foldResNet, type FoldedResNet } from './folded.js';
 import { OPSET } from './graph.js';
 import {
@@ -39,6 +45,7 @@ import {
   buildStemGraph,
   convName,
   POLICY_TAG,
+  stemRole,
 } from './networks.js';
 
 const { onnx } = onnxProto;
@@ -83,7 +90,7 @@ export interface BlockDropManifest {
     readonly order: string;
     readonly threshold: number;
   };
-  /** FLOPs in BlockDrop's convention (2 × MACs of convs and linears; shortcuts free). */
+  /** FLOPs in BlockDrop's convention (2 × MACs of convs and linears; parameter-free shortcuts free, projections always paid, in stemAndHead). */
   readonly flops: {
     readonly perBlock: readonly number[];
     readonly stemAndHead: number;
@@ -112,7 +119,7 @@ export interface ExportOptions {
   readonly normalization: Normalization;
   /** Backbone weights (any key layout `canonicalizeResNetKeys` understands). */
   readonly resnet: TensorMap;
-  /** Policy network weights (ResNet-8 with K outputs), optional. */
+  /** Policy network weights (ResNet-8 / ResNet-10 with K outputs, see policyArchFor), optional. */
   readonly policy?: TensorMap;
   readonly outDir: string;
   /** Defaults to the CIFAR-10 names for 10 classes, else class_0 … */
@@ -129,6 +136,8 @@ export function sha256Hex(bytes: Uint8Array): string {
 }
 
 function folded(arch: ResNetConfig, tensors: TensorMap, what: string): FoldedResNet {
+  // NaN / Infinity would be folded into every graph and come out as NaN logits.
+  assertFiniteTensors(tensors, what);
   const canonical = canonicalizeResNetKeys(tensors);
   try {
     validateResNetWeights(arch, canonical);
@@ -137,6 +146,13 @@ function folded(arch: ResNetConfig, tensors: TensorMap, what: string): FoldedRes
     throw e;
   }
   return foldResNet(arch, canonical);
+}
+
+function policyRole(backbone: ResNetConfig): string {
+  const pool = policyInputPool(backbone);
+  return pool === 1
+    ? 'policy network: sigmoid keep probabilities'
+    : `policy network on the image average-pooled by ${pool}: sigmoid keep probabilities`;
 }
 
 /** Builds every graph in memory (no files). */
@@ -165,9 +181,9 @@ export function buildExport(options: Omit<ExportOptions, 'outDir'>): {
   };
   const full = add('full.onnx', buildFullGraph(net), 'full ResNet, every block executed', ['input'], ['logits']);
   const policyFile = policy
-    ? add('policy.onnx', buildPolicyGraph(policy), 'policy network: sigmoid keep probabilities', ['input'], ['probabilities'])
+    ? add('policy.onnx', buildPolicyGraph(policy, arch.inputSize), policyRole(arch), ['input'], ['probabilities'])
     : null;
-  const stem = add('stem.onnx', buildStemGraph(net), 'stem: conv3x3 + BN + ReLU', ['input'], ['output']);
+  const stem = add('stem.onnx', buildStemGraph(net), stemRole(arch.stem), ['input'], ['output']);
   const blocks = net.blocks.map((_, t) =>
     add(`block_${t}.onnx`, buildBlockGraph(net, t), `block ${t} kept: ReLU(shortcut + F(x))`, ['input'], ['output']),
   );
@@ -246,7 +262,33 @@ export async function exportBlockDrop(options: ExportOptions): Promise<ExportRes
 // ---------------------------------------------------------------------------------------------------
 // reading exported graphs back
 
-function initializerMap(model: onnxProto.onnx.IModelProto): Map<string, Float32Array> {
+/**
+ * Parses ONNX bytes as a model. Garbage gives a one-line BlockdropError naming `source`, not a
+ * protobuf exception; float initialisers holding NaN or ±Infinity are refused, naming the weight.
+ */
+export function decodeOnnxModel(bytes: Uint8Array, source = 'model'): onnxProto.onnx.ModelProto {
+  let model: onnxProto.onnx.ModelProto;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    throw new BlockdropError(oneLine(`${source} is not a valid ONNX model (${(e as Error).message}); export the model again`));
+  }
+  if (!model.graph) throw new BlockdropError(oneLine(`${source} is not a valid ONNX model (it has no graph); export the model again`));
+  for (const [name, data] of initializerMap(model, source)) {
+    for (let i = 0; i < data.length; i++) {
+      const x = data[i]!;
+      if (x - x !== 0) {
+        throw new BlockdropError(
+          oneLine(`${source}: weight '${printable(name)}' holds ${Number.isNaN(x) ? 'NaN' : x > 0 ? 'Infinity' : '-Infinity'} at index ${i}; ` +
+            'the export is damaged or was made from a diverged checkpoint: export the model again from finite weights'),
+        );
+      }
+    }
+  }
+  return model;
+}
+
+function initializerMap(model: onnxProto.onnx.IModelProto, source = 'model'): Map<string, Float32Array> {
   const out = new Map<string, Float32Array>();
   for (const t of model.graph?.initializer ?? []) {
     if (t.dataType !== onnx.TensorProto.DataType.FLOAT) continue;
@@ -254,6 +296,9 @@ function initializerMap(model: onnxProto.onnx.IModelProto): Map<string, Float32A
     if (t.rawData && t.rawData.length > 0) {
       // A fresh copy: protobufjs hands out Buffer views at arbitrary (unaligned) offsets.
       const copy = new Uint8Array(t.rawData);
+      if (copy.byteLength % 4 !== 0) {
+        throw new BlockdropError(oneLine(`${source}: weight '${printable(t.name ?? '')}' has ${copy.byteLength} bytes, not whole float32 values; export the model again`));
+      }
       data = new Float32Array(copy.buffer, 0, copy.byteLength / 4);
     } else data = Float32Array.from(t.floatData ?? []);
     out.set(t.name!, data);
@@ -266,9 +311,11 @@ function initializerMap(model: onnxProto.onnx.IModelProto): Map<string, Float32A
  * policy tag), so that a runtime can rebuild graphs without the original checkpoint.
  */
 export function foldedFromOnnx(arch: ResNetConfig, bytes: Uint8Array, tag = '', source = 'model'): FoldedResNet {
-  const model = onnx.ModelProto.decode(bytes);
-  const inits = initializerMap(model);
-  const blockIndex = new Map(blockPositions(arch).map(({ stage, index }, t) => [`blocks.${stage}.${index}`, t]));
+  const model = decodeOnnxModel(bytes, source);
+  const inits = initializerMap(model, source);
+  const positions = blockPositions(arch);
+  const blockIndex = new Map(positions.map(({ stage, index }, t) => [`blocks.${stage}.${index}`, t]));
+  const stageFirst = new Map(positions.flatMap(({ stage, index }, t) => (index === 0 ? [[stage, t] as const] : [])));
   const get = (name: string, length: number): Float32Array => {
     const v = inits.get(name);
     if (!v || v.length !== length) {
@@ -280,17 +327,19 @@ export function foldedFromOnnx(arch: ResNetConfig, bytes: Uint8Array, tag = '', 
     arch,
     (name, outC, inC, k, stride) => {
       let base: string;
+      const ds = /^ds\.(\d+)\.0$/.exec(name);
       if (name === 'conv1') base = convName(tag, 'stem');
+      else if (ds) base = convName(tag, 'sc', stageFirst.get(Number(ds[1]))!);
       else {
-        const m = /^(blocks\.\d+\.\d+)\.(conv[12])$/.exec(name);
+        const m = /^(blocks\.\d+\.\d+)\.conv([123])$/.exec(name);
         const t = m ? blockIndex.get(m[1]!) : undefined;
         if (!m || t === undefined) throw new Error(`foldedFromOnnx: unexpected conv ${name}`);
-        base = convName(tag, m[2] === 'conv1' ? 'c1' : 'c2', t);
+        base = convName(tag, `c${m[2]}` as 'c1' | 'c2' | 'c3', t);
       }
       return { weight: get(`${base}.weight`, outC * inC * k * k), bias: get(`${base}.bias`, outC), outC, inC, k, stride };
     },
     {
-      weight: get(`${tag}fc.weight`, arch.numClasses * arch.widths[arch.widths.length - 1]!),
+      weight: get(`${tag}fc.weight`, arch.numClasses * arch.widths[arch.widths.length - 1]! * blockExpansion(arch)),
       bias: get(`${tag}fc.bias`, arch.numClasses),
     },
   );

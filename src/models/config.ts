@@ -72,6 +72,40 @@ function cifar(depth: number, shortcut: ShortcutType, numClasses = 10): ResNetCo
   };
 }
 
+/**
+ * torchvision's ImageNet ResNets (v1.5: stride on the 3×3 conv): 7×7 stem + max-pool, widths
+ * 64/128/256/512, projection shortcut (conv1x1 + BN) where stride or width changes, 224×224 input.
+ */
+function imagenet(name: string, blockType: BlockType, blocksPerStage: readonly number[], numClasses = 1000): ResNetConfig {
+  return {
+    name,
+    blockType,
+    blocksPerStage,
+    widths: [64, 128, 256, 512],
+    strides: [1, 2, 2, 2],
+    shortcut: 'projection',
+    numClasses,
+    inputSize: 224,
+    stem: 'imagenet',
+    stemWidth: 64,
+  };
+}
+
+/** torchvision depths with their block type and blocks per stage. */
+export const IMAGENET_DEPTHS: Readonly<Record<number, { blockType: BlockType; blocksPerStage: readonly number[] }>> = {
+  18: { blockType: 'basic', blocksPerStage: [2, 2, 2, 2] },
+  34: { blockType: 'basic', blocksPerStage: [3, 4, 6, 3] },
+  50: { blockType: 'bottleneck', blocksPerStage: [3, 4, 6, 3] },
+  101: { blockType: 'bottleneck', blocksPerStage: [3, 4, 23, 3] },
+  152: { blockType: 'bottleneck', blocksPerStage: [3, 8, 36, 3] },
+};
+
+/** The ImageNet backbones in the preset table (ResNet-101 is BlockDrop's; ResNet-50 the smaller sibling). */
+export const IMAGENET_PRESETS = ['resnet50', 'resnet101'] as const;
+
+/** Side of the image BlockDrop's ImageNet policy sees: the 224×224 input average-pooled by 2. */
+export const IMAGENET_POLICY_INPUT = 112;
+
 /** CIFAR depths 6n+2 with BasicBlocks. ResNet-8 is BlockDrop's CIFAR policy backbone. */
 export const CIFAR_DEPTHS = [8, 20, 32, 44, 56, 110] as const;
 export type CifarDepth = (typeof CIFAR_DEPTHS)[number];
@@ -102,7 +136,25 @@ function buildPresets(): Map<string, ModelPreset> {
       description: `CIFAR ResNet-${depth}, option-A shortcut (akamaster checkpoints)`,
     });
   }
+  for (const name of IMAGENET_PRESETS) {
+    const depth = Number(name.slice('resnet'.length));
+    const { blockType, blocksPerStage } = IMAGENET_DEPTHS[depth]!;
+    presets.set(name, {
+      arch: imagenet(name, blockType, blocksPerStage),
+      normalization: NORMALIZATIONS.imagenet,
+      description: `ImageNet ResNet-${depth}, ${blockType === 'bottleneck' ? 'Bottleneck' : 'BasicBlock'} blocks, projection shortcuts (torchvision checkpoints)`,
+    });
+  }
   return presets;
+}
+
+/** A torchvision-layout ImageNet ResNet of a known depth (18, 34, 50, 101, 152), e.g. for a checkpoint's detected depth. */
+export function imagenetArch(depth: number, numClasses = 1000): ResNetConfig {
+  const entry = IMAGENET_DEPTHS[depth];
+  if (!entry) {
+    throw new BlockdropError(`no torchvision ResNet of depth ${depth}; choose one of ${Object.keys(IMAGENET_DEPTHS).join(', ')}`);
+  }
+  return imagenet(`resnet${depth}`, entry.blockType, entry.blocksPerStage, numClasses);
 }
 
 export const PRESETS: ReadonlyMap<string, ModelPreset> = buildPresets();
@@ -122,12 +174,31 @@ export function blockCount(arch: ResNetConfig): number {
   return arch.blocksPerStage.reduce((a, b) => a + b, 0);
 }
 
-/** The policy network BlockDrop pairs with a backbone: ResNet-8 (DownsampleB) for CIFAR. */
+/**
+ * The policy network BlockDrop pairs with a backbone: ResNet-8 (DownsampleB) on the same 32×32 image
+ * for CIFAR (`Policy32`); for ImageNet (`Policy224`) a ResNet-10 (one BasicBlock per stage,
+ * torchvision layout) on the image average-pooled to 112×112, whose 4×4 final map is average-pooled
+ * (= global pooling) into the K-way head.
+ */
 export function policyArchFor(backbone: ResNetConfig): ResNetConfig {
-  if (backbone.stem !== 'cifar') {
-    throw new BlockdropError(`no policy network is defined yet for the ${backbone.stem} stem`);
+  const K = blockCount(backbone);
+  if (backbone.stem === 'cifar') return { ...cifar(8, 'downsampleB'), name: 'policy-resnet8', numClasses: K };
+  if (backbone.inputSize % 2 !== 0) {
+    throw new BlockdropError(`the ImageNet policy pools the input by 2; ${backbone.name} has an odd input side ${backbone.inputSize}`);
   }
-  return { ...cifar(8, 'downsampleB'), name: 'policy-resnet8', numClasses: blockCount(backbone) };
+  return {
+    ...imagenet('policy-resnet10', 'basic', [1, 1, 1, 1], K),
+    inputSize: backbone.inputSize / 2,
+  };
+}
+
+/** Factor by which the backbone's input is average-pooled before the policy network sees it (1 or 2). */
+export function policyInputPool(backbone: ResNetConfig, policy: ResNetConfig = policyArchFor(backbone)): number {
+  const factor = backbone.inputSize / policy.inputSize;
+  if (!Number.isInteger(factor) || factor < 1) {
+    throw new BlockdropError(`policy input ${policy.inputSize} does not divide the backbone input ${backbone.inputSize}`);
+  }
+  return factor;
 }
 
 /** Index of each block's stage and position: block t ↦ {stage, index}. Order: stage by stage. */

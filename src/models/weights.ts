@@ -13,7 +13,7 @@ import { BlockdropError } from '../errors.js';
 import { numel, shapeString, toFloat32, type HostTensor, type TensorMap } from '../tensor.js';
 import { Rng } from '../util/rng.js';
 import {
-  blockExpansion, blockLayouts, CIFAR_DEPTHS, getPreset, type ResNetConfig,
+  blockExpansion, blockLayouts, CIFAR_DEPTHS, getPreset, IMAGENET_DEPTHS, PRESETS, type ResNetConfig,
 } from './config.js';
 
 export type ParamKind = 'conv' | 'bn_weight' | 'bn_bias' | 'bn_mean' | 'bn_var' | 'fc_weight' | 'fc_bias';
@@ -142,8 +142,9 @@ export interface DetectedPreset {
 }
 
 /**
- * Guesses the preset of a CIFAR ResNet from its tensors **as read from the file** (before
- * `canonicalizeResNetKeys`, which erases the distinguishing name).
+ * Guesses the preset of a CIFAR ResNet (or of a torchvision ImageNet ResNet-50 / 101, see
+ * `detectImagenetPreset`) from its tensors **as read from the file** (before `canonicalizeResNetKeys`,
+ * which erases the distinguishing name).
  *
  * Depth comes from the number of blocks (6n+2). The shortcut type cannot be seen in the weights —
  * option A and DownsampleB are both parameter-free — so the only reliable signal is the naming:
@@ -162,6 +163,7 @@ export function detectPreset(tensors: TensorMap): DetectedPreset | undefined {
     return undefined;
   }
   const stem = canonical.get('conv1.weight');
+  if (stem && stem.shape.join(',') === '64,3,7,7') return detectImagenetPreset(canonical);
   if (!stem || stem.shape.join(',') !== '16,3,3,3') return undefined;
   if ([...canonical.keys()].some((k) => k.startsWith('ds.') || /\.conv3\./.test(k))) return undefined;
   const perStage = [0, 0, 0];
@@ -196,6 +198,40 @@ export function detectPreset(tensors: TensorMap): DetectedPreset | undefined {
   const arch = classes === base.numClasses ? base : { ...base, numClasses: classes };
   const classNote = classes === base.numClasses ? '' : `, ${classes} classes`;
   return { preset, arch, reason: `${3 * n} blocks → depth ${depth}; ${why}${classNote}` };
+}
+
+/**
+ * A torchvision ImageNet ResNet (7×7 stem with 64 channels) in canonical names: the block type from
+ * the presence of conv3, the depth from the blocks per stage. Only depths in the preset table match.
+ */
+function detectImagenetPreset(canonical: TensorMap): DetectedPreset | undefined {
+  const perStage = [0, 0, 0, 0];
+  let bottleneck = false;
+  for (const key of canonical.keys()) {
+    const m = key.match(/^blocks\.(\d+)\.(\d+)\.(conv\d)\.weight$/);
+    if (!m) continue;
+    const stage = Number(m[1]);
+    if (stage > 3) return undefined;
+    perStage[stage] = Math.max(perStage[stage]!, Number(m[2]) + 1);
+    if (m[3] === 'conv3') bottleneck = true;
+  }
+  const blockType = bottleneck ? 'bottleneck' : 'basic';
+  const match = Object.entries(IMAGENET_DEPTHS).find(
+    ([, d]) => d.blockType === blockType && d.blocksPerStage.every((n, i) => n === perStage[i]),
+  );
+  if (!match) return undefined;
+  const preset = `resnet${match[0]}`;
+  if (!PRESETS.has(preset)) return undefined;
+  const fc = canonical.get('fc.weight');
+  if (!fc || fc.shape.length !== 2) return undefined;
+  const classes = fc.shape[0]!;
+  const base = getPreset(preset).arch;
+  const arch = classes === base.numClasses ? base : { ...base, numClasses: classes };
+  return {
+    preset,
+    arch,
+    reason: `7×7 stem, ${blockType} blocks [${perStage.join(', ')}] → torchvision ResNet-${match[0]} (projection shortcuts), ${classes} classes`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------

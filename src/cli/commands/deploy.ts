@@ -1,6 +1,9 @@
 import { basename } from 'node:path';
 import type { Command } from 'commander';
-import { decodeImageFile } from '../../data/image.js';
+import { readFileSync } from 'node:fs';
+import { decodeImageFile, decodeImageRgb } from '../../data/image.js';
+import { evalTransform, RESIZE_SIZE } from '../../data/imagefolder.js';
+import { BlockdropError } from '../../errors.js';
 import { exportBlockDrop } from '../../export/onnx.js';
 import { BlockDropModel } from '../../executor/model.js';
 import { CIFAR10_CLASSES, blockCount } from '../../models/config.js';
@@ -14,6 +17,17 @@ function probability(name: string): (value: string) => number {
     if (!(p >= 0 && p <= 1)) throw new Error(`${name} must be a number in [0, 1], got '${value}'`);
     return p;
   };
+}
+
+/** ImageNet evaluation preprocessing: shorter side 256 (scaled for other input sides), centre crop. */
+function decodeEvalImage(file: string, side: number): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw new BlockdropError(`${file}: cannot read the file (${(e as NodeJS.ErrnoException).code ?? String(e)}); check the path`);
+  }
+  return evalTransform(decodeImageRgb(bytes, file), Math.round((side * RESIZE_SIZE) / 224), side);
 }
 
 export function registerDeploy(program: Command): void {
@@ -46,15 +60,15 @@ export function registerDeploy(program: Command): void {
     .command('predict')
     .description('classify PNG/JPEG images with an exported BlockDrop model, running only the blocks the policy keeps')
     .argument('<dir>', "directory written by 'blockdrop export'")
-    .argument('<images...>', 'PNG or JPEG files (resized to 32×32)')
+    .argument('<images...>', 'PNG or JPEG files (CIFAR models: resized to 32×32; ImageNet models: shorter side 256, centre crop 224)')
     .option('--keep-rate <p>', 'synthetic policy: keep each block with probability p (seeded), for exports without a policy', probability('--keep-rate'))
     .option('--seed <n>', 'seed of the synthetic policy', (v: string) => Number(v), 0)
     .option('--json', 'print one JSON object on stdout')
     .action(async (dir: string, images: string[], opts: { keepRate?: number; seed: number; json?: boolean }) => {
-      const decoded = images.map((file) => decodeImageFile(file));
       const model = await BlockDropModel.load(dir, { keepRate: opts.keepRate, seed: opts.seed });
       try {
-        const side = 32;
+        const side = model.manifest.architecture.inputSize;
+        const decoded = images.map((file) => (side === 32 ? decodeImageFile(file) : { rgb: decodeEvalImage(file, side) }));
         const batch = new Uint8Array(decoded.length * side * side * 3);
         decoded.forEach((d, i) => batch.set(d.rgb, i * side * side * 3));
         const out = await model.predict(batch);

@@ -5,6 +5,7 @@ import { registerFlops } from './flops.js';
 import { registerInspect } from './inspect.js';
 import { registerReport } from './report.js';
 import { registerRun } from './run.js';
+import { registerServe } from './serve.js';
 import { registerTrain } from './train.js';
 
 /** Every CLI command, in the order `--help` lists them. */
@@ -16,4 +17,5 @@ export function registerCommands(program: Command): void {
   registerTrain(program);
   registerDeploy(program);
   registerReport(program);
+  registerServe(program);
 }
