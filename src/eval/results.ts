@@ -12,6 +12,7 @@ import { renderReport } from '../report/html.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { evaluateBaselines, type BaselineEvaluation } from './baselines.js';
 import type { EngineChoice } from './engine.js';
+import { evaluatePolicyCheckpoint, type PolicyCheckpointEvaluation } from './evaluate.js';
 import { buildTable1, table1Section, type Table1 } from './table1.js';
 import { discoverWeights, evaluateResNetFamily, tradeoffPoints, type FamilyEvaluation, type TradeoffPoint } from './tradeoff.js';
 
@@ -46,10 +47,22 @@ export interface BaselineResultsOptions {
   /** Recorded in every file's provenance (default: the tsx one-liner calling this function). */
   readonly command?: string;
   readonly log?: (message: string) => void;
+  /** A stage-1 policy for the main backbone: BlockDrop's row before finetuning. */
+  readonly policy?: string;
+  /** A stage-2 run's outputs (its finetuned ResNet and policy): BlockDrop's row after finetuning. */
+  readonly finetuned?: { readonly resnet: string; readonly policy: string };
+  /**
+   * Also a Table 1 section (baselines and full network) for every other checkpoint in `weightsDir`, at the same
+   * fraction of its blocks as k is of the main backbone's (default true).
+   */
+  readonly allBackbones?: boolean;
 }
 
 export interface BaselineResults {
   readonly baselines: BaselineEvaluation;
+  /** Baselines of the other backbones (allBackbones). */
+  readonly otherBaselines: readonly BaselineEvaluation[];
+  readonly blockdrop: { readonly before?: PolicyCheckpointEvaluation; readonly after?: PolicyCheckpointEvaluation };
   readonly sweep: readonly BaselineEvaluation[];
   readonly family: FamilyEvaluation;
   readonly table: Table1;
@@ -91,6 +104,9 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
     split,
     limit: options.limit ?? null,
     engine: options.engine ?? 'auto',
+    policy: options.policy ?? null,
+    finetuned: options.finetuned ?? null,
+    allBackbones: options.allBackbones ?? true,
   };
   const provenance: Provenance = {
     function: 'writeBaselineResults (src/eval/results.ts)',
@@ -172,15 +188,62 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
     await write(familyName, json(family));
   }
 
-  // 4. Table 1, trade-off points, report
-  const table = buildTable1(table1Section(baselines, {}, { source: join(options.outDir, mainName) }));
+  // 4. BlockDrop's rows: the policy before finetuning, the finetuned ResNet and policy after
+  const blockdrop: { before?: PolicyCheckpointEvaluation; after?: PolicyCheckpointEvaluation } = {};
+  const evalPolicy = async (name: string, resnet: string, policy: string): Promise<PolicyCheckpointEvaluation> => {
+    const sameEval = (e: WithProvenance<PolicyCheckpointEvaluation>) =>
+      e.images === total && e.split === split && e.provenance?.options?.['resnet'] === resnet && e.provenance?.options?.['policy'] === policy;
+    const old = reuse ? readIf<WithProvenance<PolicyCheckpointEvaluation>>(join(options.outDir, name), sameEval) : undefined;
+    if (old) {
+      log(`reusing ${name}`);
+      return old;
+    }
+    const e = await evaluatePolicyCheckpoint({ resnet, policy, split, limit: total, dataDir: options.dataDir, engine: options.engine, log, onProgress: progress(name) });
+    await write(name, json({ ...e, provenance: { ...provenance, options: { ...provenance.options, resnet, policy } } }));
+    return e;
+  };
+  if (options.policy) blockdrop.before = await evalPolicy(`eval-policy-${backbone.preset}.json`, backbonePath, options.policy);
+  if (options.finetuned) blockdrop.after = await evalPolicy(`eval-finetuned-${backbone.preset}.json`, options.finetuned.resnet, options.finetuned.policy);
+
+  // 5. the other backbones: baselines at the same fraction of their blocks
+  const otherBaselines: BaselineEvaluation[] = [];
+  if (options.allBackbones ?? true) {
+    const mainK = backbone.arch.blocksPerStage.reduce((a, b) => a + b, 0);
+    for (const w of weights.filter((w) => w.path !== backbonePath)) {
+      const other = await loadBackbone(w.path);
+      const otherK = other.arch.blocksPerStage.reduce((a, b) => a + b, 0);
+      const kOther = Math.max(1, Math.round((k * otherK) / mainK));
+      const name = `baselines-${w.origin}-${other.preset}.json`;
+      let b = reuse
+        ? readIf<WithProvenance<BaselineEvaluation>>(join(options.outDir, name), (e) => e.images === total && e.split === split && e.k === kOther && e.full !== undefined && e.randomK.seeds.join() === seeds.join())
+        : undefined;
+      if (b) log(`reusing ${name}`);
+      else {
+        const [e] = await evaluateBaselines({ backbone: other, k: kOther, seeds, set, limit: total, engine: options.engine, threads: options.threads, log, onProgress: progress(`${w.origin} ${other.preset} k=${kOther}`) });
+        b = { ...e!, split, provenance };
+        await write(name, json(b));
+      }
+      otherBaselines.push(b);
+    }
+  }
+
+  // 6. Table 1, trade-off points, report
+  const sections = [
+    table1Section(baselines, blockdrop, { source: join(options.outDir, mainName) }),
+    ...otherBaselines.map((b) => table1Section(b, {}, { backbone: b.backbone.preset })),
+  ];
+  const table = buildTable1(sections);
   await write('table1.md', table.markdown);
   await write('table1.json', json({ ...table.json, provenance }));
-  const tradeoff = tradeoffPoints({ family, baselines: sweep.length > 0 ? sweep : [baselines] });
+  const blockdropPoints = [
+    ...(blockdrop.before ? [{ label: 'stage 1 (curriculum)', accuracy: blockdrop.before.accuracy, flopsMean: blockdrop.before.flopsMean, flopsStd: blockdrop.before.flopsStd }] : []),
+    ...(blockdrop.after ? [{ label: 'stage 2 (finetuned)', accuracy: blockdrop.after.accuracy, flopsMean: blockdrop.after.flopsMean, flopsStd: blockdrop.after.flopsStd }] : []),
+  ];
+  const tradeoff = tradeoffPoints({ family, baselines: sweep.length > 0 ? sweep : [baselines], blockdrop: blockdropPoints });
   await write('tradeoff.json', json({ kind: 'blockdrop-tradeoff', version: 1, provenance, points: tradeoff }));
   const report = await renderReport(
     {
-      title: `BlockDrop baselines on ${backbone.preset} (no policy yet)`,
+      title: blockdrop.before || blockdrop.after ? `BlockDrop on ${backbone.preset}: Table 1 and trade-off` : `BlockDrop baselines on ${backbone.preset} (no policy yet)`,
       table,
       tradeoff,
       notes: [
@@ -192,5 +255,5 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
     { pngDir: join(options.outDir, 'charts') },
   );
   files.push(report.file, ...report.charts.flatMap((c) => (c.pngFile ? [c.pngFile] : [])));
-  return { baselines, sweep, family, table, tradeoff, files };
+  return { baselines, otherBaselines, blockdrop, sweep, family, table, tradeoff, files };
 }

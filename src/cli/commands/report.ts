@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { evaluateBaselines } from '../../eval/baselines.js';
@@ -69,8 +70,12 @@ export function registerReport(program: Command): void {
     .option('--seeds <list>', 'RandomK seeds', seedList, [0, 1, 2, 3, 4])
     .option('--data <dir>', 'CIFAR-10 directory')
     .option('--limit <n>', 'only the first n test images', positiveInt('--limit'))
+    .option('--policy <checkpoint>', "a stage-1 policy for BlockDrop's ResNet-32: the BlockDrop row before finetuning")
+    .option('--finetuned <run-dir>', "a finetune run directory (its resnet.safetensors and policy.safetensors): the BlockDrop row after finetuning")
+    .option('--no-all-backbones', 'only the main backbone (default: a section for every checkpoint in --weights)')
     .option('--json', 'print the table as JSON on stdout')
-    .action(async (opts: { weights: string; out: string; k: number; seeds: number[]; data?: string; limit?: number; json?: boolean }) => {
+    .action(async (opts: { weights: string; out: string; k: number; seeds: number[]; data?: string; limit?: number; json?: boolean; policy?: string; finetuned?: string; allBackbones: boolean }) => {
+      const extra = [opts.policy ? ` --policy ${opts.policy}` : '', opts.finetuned ? ` --finetuned ${opts.finetuned}` : '', opts.allBackbones ? '' : ' --no-all-backbones'].join('');
       const result = await writeBaselineResults({
         weightsDir: opts.weights,
         outDir: opts.out,
@@ -78,7 +83,10 @@ export function registerReport(program: Command): void {
         k: opts.k,
         seeds: opts.seeds,
         limit: opts.limit,
-        command: `blockdrop table1 --weights ${opts.weights} --out ${opts.out} --k ${opts.k}`,
+        policy: opts.policy,
+        finetuned: opts.finetuned ? { resnet: join(opts.finetuned, 'resnet.safetensors'), policy: join(opts.finetuned, 'policy.safetensors') } : undefined,
+        allBackbones: opts.allBackbones,
+        command: `blockdrop table1 --weights ${opts.weights} --out ${opts.out} --k ${opts.k}${extra}`,
         log,
       });
       if (opts.json) return printJson(result.table.json);
