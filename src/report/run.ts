@@ -105,7 +105,7 @@ function withoutPrefix(tensors: TensorMap, prefix: string): TensorMap | undefine
 }
 
 /** The run's best weights: the best checkpoint (policy.*, and resnet.* after finetuning), else policy.safetensors. */
-async function runWeights(runDir: string): Promise<{ policy: TensorMap; resnet?: TensorMap; source: string }> {
+export async function runWeights(runDir: string): Promise<{ policy: TensorMap; resnet?: TensorMap; source: string }> {
   const { RunDirectory } = await import('../train/run-dir.js');
   try {
     const best = await new RunDirectory(runDir).loadBest();

@@ -118,6 +118,31 @@ test('stage 1 on a synthetic ResNet finds the known best policy (drop exactly th
   }
 });
 
+test('the ONNX Runtime training engine follows the TensorFlow.js one: same validation curve on the same seed', async () => {
+  // Same seed, same batches, same samples: the engines differ only in float rounding (~1e-6 per pass), so the
+  // curves agree closely while the policy learns (a rounding flip can change a sample, hence the tolerance).
+  const config = { iterations: 40, evalEvery: 10, lr: 0.03, samples: 4, curriculumEvery: 4, curriculumUnit: 'iteration' as const, curriculumStart: 1 };
+  const curves: EvalRecord[][] = [];
+  for (const trainEngine of ['onnx', 'tfjs'] as const) {
+    const s = setup({ ...config, trainEngine });
+    try {
+      await runTraining(s);
+      curves.push(new RunDirectory(s.config.runDir).readMetrics());
+    } finally {
+      s.dispose();
+    }
+  }
+  const [onnx, tfjs] = curves as [EvalRecord[], EvalRecord[]];
+  assert.deepEqual(onnx.map((r) => r.iteration), [0, 10, 20, 30, 40]);
+  assert.deepEqual(tfjs.map((r) => r.iteration), [0, 10, 20, 30, 40]);
+  assert.ok(onnx[onnx.length - 1]!.valReward > onnx[0]!.valReward + 0.1, 'the ONNX run did not learn');
+  onnx.forEach((r, i) => {
+    const t = tfjs[i]!;
+    assert.ok(Math.abs(r.valAccuracy - t.valAccuracy) <= 0.05, `iteration ${r.iteration}: accuracy ${r.valAccuracy} vs ${t.valAccuracy}`);
+    assert.ok(Math.abs(r.valBlocksMean - t.valBlocksMean) <= 0.5, `iteration ${r.iteration}: blocks ${r.valBlocksMean} vs ${t.valBlocksMean}`);
+  });
+});
+
 test('a killed run resumed from its last checkpoint ends exactly like an uninterrupted one', async () => {
   const config = { iterations: 6, evalEvery: 2, samples: 2, curriculumEvery: 2, curriculumUnit: 'iteration' as const };
   const a = setup(config);

@@ -2,14 +2,16 @@ import { basename } from 'node:path';
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { decodeImageFile, decodeImageRgb } from '../../data/image.js';
-import { evalTransform, RESIZE_SIZE } from '../../data/imagefolder.js';
+import { evalTransform, RESIZE_SIZE, scanImageFolder } from '../../data/imagefolder.js';
+import { evaluateImageFolder } from '../../eval/folder.js';
 import { BlockdropError } from '../../errors.js';
 import { exportBlockDrop } from '../../export/onnx.js';
 import { BlockDropModel } from '../../executor/model.js';
 import { CIFAR10_CLASSES, blockCount } from '../../models/config.js';
 import { loadBackbone } from '../../models/load.js';
 import { loadPolicyWeights } from '../../train/index.js';
-import { printJson } from '../output.js';
+import { formatPercent, printJson } from '../output.js';
+import { progressBar } from '../progress.js';
 
 function probability(name: string): (value: string) => number {
   return (value: string) => {
@@ -91,6 +93,42 @@ export function registerDeploy(program: Command): void {
           );
         }
       } finally {
+        await model.release();
+      }
+    });
+
+  program
+    .command('eval-folder')
+    .description('accuracy, blocks and FLOPs of an exported model on a folder of class subfolders of PNG/JPEG images (ImageNet val/ layout)')
+    .argument('<dir>', "directory written by 'blockdrop export'")
+    .argument('<folder>', 'image folder: one subfolder per class (named after the model\'s classes, or in its class order)')
+    .option('--limit <n>', 'only the first n images', (v: string) => Number(v))
+    .option('--batch-size <n>', 'images per batch', (v: string) => Number(v), 16)
+    .option('--keep-rate <p>', 'synthetic policy: keep each block with probability p (seeded), for exports without a policy', probability('--keep-rate'))
+    .option('--skip-unreadable', 'count and skip files that fail to decode instead of stopping')
+    .option('--json', 'print one JSON object on stdout')
+    .action(async (dir: string, folder: string, opts: { limit?: number; batchSize: number; keepRate?: number; skipUnreadable?: boolean; json?: boolean }) => {
+      const index = scanImageFolder(folder);
+      const model = await BlockDropModel.load(dir, { keepRate: opts.keepRate });
+      const total = Math.min(index.samples.length, opts.limit ?? Infinity);
+      const bar = progressBar('eval', total);
+      try {
+        const e = await evaluateImageFolder(model, index, {
+          batchSize: opts.batchSize,
+          limit: opts.limit,
+          skipUnreadable: opts.skipUnreadable,
+          onProgress: (done) => bar.update(done),
+        });
+        bar.stop();
+        if (opts.json) return printJson({ folder, classes: index.classes.length, ...e });
+        process.stdout.write(
+          `${e.images} images, ${index.classes.length} classes (labels ${e.labels}): top-1 ${formatPercent(e.accuracy)}, ` +
+            `${e.blocksMean.toFixed(2)} ± ${e.blocksStd.toFixed(2)} blocks, ${e.flopsMean.toExponential(3)} FLOPs per image ` +
+            `(${(e.flopsMean / e.flopsFull).toFixed(3)} of the full network), ${e.distinctPolicies} distinct paths, ` +
+            `${e.imagesPerSecond.toFixed(1)} images/s${e.skipped ? `, ${e.skipped} unreadable files skipped` : ''}\n`,
+        );
+      } finally {
+        bar.stop();
         await model.release();
       }
     });

@@ -3,13 +3,19 @@
  * and is skipped when that output already exists, so an interrupted run continues where it stopped.
  *   1. policy    the project's trained policy (models/), or one trained here within --minutes (resumable)
  *   2. report    evaluation of the policy against the full network and the baselines, the HTML report
+ *   3. speed     ONNX export, then the full fused network against the block-skipping executor on the clock
  */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Command } from 'commander';
-import { PACKAGE_ROOT } from '../../data/cifar.js';
+import { loadCifar10, PACKAGE_ROOT } from '../../data/cifar.js';
 import { BlockdropError } from '../../errors.js';
-import { reportFromRun } from '../../report/run.js';
+import { BlockDropModel } from '../../executor/model.js';
+import { measureSpeedup, type SpeedMeasurement } from '../../executor/speed.js';
+import { exportBlockDrop } from '../../export/onnx.js';
+import { loadBackbone } from '../../models/load.js';
+import { writeFileAtomic } from '../../util/atomic.js';
+import { reportFromRun, runWeights } from '../../report/run.js';
 import { trainPolicy } from '../../train/index.js';
 import { defaultBackbone } from '../defaults.js';
 import { formatPercent, logLine, printJson } from '../output.js';
@@ -95,6 +101,8 @@ export function registerRun(program: Command): void {
         resultsDir: join(PACKAGE_ROOT, 'results'),
         log,
       });
+      // 3. the real speedup: export (skipped when present), then both networks on the same test images
+      const speed = await measureRunSpeed(opts.runDir, resnet, opts.limit);
       const e = result.evaluation;
       const summary = {
         backbone: resnet,
@@ -105,6 +113,7 @@ export function registerRun(program: Command): void {
         blocksStd: e.blocksStd,
         flopsMean: e.flopsMean,
         distinctPolicies: e.distinctPolicies,
+        speed,
         table: result.table.json,
       };
       if (opts.json) return printJson(summary);
@@ -112,7 +121,43 @@ export function registerRun(program: Command): void {
         `\n${result.table.markdown}\n` +
           `BlockDrop on ${e.images} test images: ${formatPercent(e.accuracy)} at ${e.blocksMean.toFixed(2)} ± ${e.blocksStd.toFixed(2)} blocks, ` +
           `${e.flopsMean.toExponential(3)} FLOPs per image (policy included), ${e.distinctPolicies} distinct paths\n` +
+          `speed (ONNX Runtime, batch ${speed.batchSize}, ${speed.images} test images): full ${speed.full.imagesPerSecond.toFixed(0)} images/s, ` +
+          `BlockDrop ${speed.blockdrop.imagesPerSecond.toFixed(0)} images/s: ${speed.speedup.toFixed(2)}× (FLOPs ratio ${speed.flopsRatio.toFixed(3)}, ` +
+          `ideal ${speed.idealSpeedup.toFixed(2)}×)\n` +
           `report: ${result.report.file}\n`,
       );
     });
+}
+
+/** Step 3 of the main job: `<runDir>/export` (ONNX), then `<runDir>/speed.json`; each skipped when present. */
+async function measureRunSpeed(runDir: string, resnet: string, limit?: number): Promise<SpeedMeasurement> {
+  const speedFile = join(runDir, 'speed.json');
+  if (existsSync(speedFile)) {
+    log(`speed: reusing ${speedFile}`);
+    return JSON.parse(readFileSync(speedFile, 'utf8')) as SpeedMeasurement;
+  }
+  const exportDir = join(runDir, 'export');
+  if (!existsSync(join(exportDir, 'manifest.json'))) {
+    log(`speed: exporting the ONNX models to ${exportDir}`);
+    const backbone = await loadBackbone(resnet);
+    const weights = await runWeights(runDir);
+    await exportBlockDrop({
+      arch: backbone.arch,
+      normalization: backbone.normalization,
+      resnet: weights.resnet ?? backbone.tensors,
+      policy: weights.policy,
+      outDir: exportDir,
+    });
+  }
+  const test = loadCifar10({ split: 'test' });
+  const count = Math.min(test.count, limit ?? 1280, 1280);
+  log(`speed: full network vs BlockDrop executor on ${count} test images (5 interleaved rounds)`);
+  const model = await BlockDropModel.load(exportDir);
+  try {
+    const speed = await measureSpeedup(model, test.images.subarray(0, count * 32 * 32 * 3), count);
+    await writeFileAtomic(speedFile, `${JSON.stringify(speed, null, 2)}\n`);
+    return speed;
+  } finally {
+    await model.release();
+  }
 }
