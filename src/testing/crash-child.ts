@@ -29,47 +29,14 @@ export function checkpointContent(i: number): TensorMap {
 
 async function train(runDir: string, iterations: number, evalEvery: number): Promise<void> {
   const { initBackend } = await import('../backend/index.js');
-  const { ResNet } = await import('../models/resnet.js');
-  const { defaultStage1Config } = await import('../train/config.js');
-  const { tfjsOracle } = await import('../train/models.js');
-  const { SYNTHETIC_BACKBONE, syntheticBackboneWeights, syntheticImages, syntheticK, TinyPolicy } = await import('../train/synthetic.js');
+  const { syntheticTrainingSetup } = await import('../train/synthetic.js');
   const { runTraining } = await import('../train/trainer.js');
   await initBackend('wasm');
-  const k = syntheticK();
-  const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: false });
-  const train = syntheticImages(resnet, 64, 3);
-  const val = syntheticImages(resnet, 32, 4);
-  const policy = new TinyPolicy(k, 7);
-  const oracle = tfjsOracle(resnet, k, 32);
   const checkpoints = join(runDir, 'checkpoints');
   const resume = existsSync(checkpoints) && readdirSync(checkpoints).some((f) => /^state-\d+\.safetensors$/.test(f));
   say(resume ? 'ready resume' : 'ready fresh');
   const result = await runTraining(
-    {
-      stage: 1,
-      config: {
-        ...defaultStage1Config,
-        resnet: 'synthetic',
-        runDir,
-        resume,
-        batchSize: 16,
-        iterations,
-        evalEvery,
-        lr: 0.01,
-        samples: 2,
-        curriculumEvery: 0,
-        testAtEnd: false,
-      },
-      k,
-      policy,
-      resnet,
-      oracle,
-      evalOracle: oracle,
-      train,
-      val,
-      normalization: NORMALIZATIONS.none,
-      augment: false,
-    },
+    syntheticTrainingSetup({ runDir, resume, batchSize: 16, iterations, evalEvery, samples: 2 }, { trainImages: 64, valImages: 32 }),
     { onProgress: (p) => p.phase === 'train' && say(`iteration ${p.iteration}`) },
   );
   say(`done ${result.iterations}`);

@@ -15,12 +15,10 @@ import { saveModelCheckpoint } from '../checkpoint/store.js';
 import { BlockdropError } from '../errors.js';
 import { exportBlockDrop } from '../export/onnx.js';
 import { getPreset, NORMALIZATIONS } from '../models/config.js';
-import { ResNet } from '../models/resnet.js';
 import { initResNetWeights } from '../models/weights.js';
-import { defaultStage1Config, type Stage1Config } from './config.js';
-import { tfjsOracle } from './models.js';
+import type { Stage1Config } from './config.js';
 import { RunDirectory } from './run-dir.js';
-import { SYNTHETIC_BACKBONE, syntheticBackboneWeights, syntheticImages, syntheticK, TinyPolicy } from './synthetic.js';
+import { syntheticK, syntheticTrainingSetup } from './synthetic.js';
 import { runTraining, type TrainingSetup } from './trainer.js';
 
 const K = syntheticK();
@@ -33,40 +31,10 @@ const isRoot = process.getuid?.() === 0;
 
 let runs = 0;
 function setup(config: Partial<Stage1Config>, stage: 1 | 2 = 1): TrainingSetup & { dispose(): void } {
-  const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: stage === 2 });
-  const train = syntheticImages(resnet, 96, 3);
-  const val = syntheticImages(resnet, 32, 4);
-  const policy = new TinyPolicy(K, 7);
-  const oracle = tfjsOracle(resnet, K, 32);
-  return {
-    stage,
-    config: {
-      ...defaultStage1Config,
-      resnet: 'synthetic',
-      runDir: join(root, `run${runs++}`),
-      batchSize: 16,
-      iterations: 12,
-      evalEvery: 4,
-      lr: 0.01,
-      samples: 2,
-      curriculumEvery: 0,
-      testAtEnd: false,
-      ...config,
-    },
-    k: K,
-    policy,
-    resnet,
-    oracle,
-    evalOracle: oracle,
-    train,
-    val,
-    normalization: NORMALIZATIONS.none,
-    augment: false,
-    dispose() {
-      policy.dispose();
-      resnet.dispose();
-    },
-  };
+  return syntheticTrainingSetup(
+    { runDir: join(root, `run${runs++}`), batchSize: 16, iterations: 12, evalEvery: 4, samples: 2, ...config },
+    { stage, trainImages: 96, valImages: 32 },
+  );
 }
 
 for (const stage of [1, 2] as const) {

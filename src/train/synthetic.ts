@@ -19,7 +19,9 @@ import { ResNet } from '../models/resnet.js';
 import { initResNetWeights } from '../models/weights.js';
 import type { TensorMap } from '../tensor.js';
 import { Rng } from '../util/rng.js';
-import type { TrainablePolicy } from './models.js';
+import { defaultStage1Config, type Stage1Config } from './config.js';
+import { tfjsOracle, type TrainablePolicy } from './models.js';
+import type { TrainingSetup } from './trainer.js';
 
 /** K = 6 blocks; 4 real classes + the "wrong" class. */
 export const SYNTHETIC_BACKBONE: ResNetConfig = {
@@ -154,4 +156,59 @@ export class TinyPolicy implements TrainablePolicy {
 
 export function syntheticK(): number {
   return blockCount(SYNTHETIC_BACKBONE);
+}
+
+export interface SyntheticSetupOptions {
+  readonly stage?: 1 | 2;
+  /** Training and validation images (default 256 and 128). */
+  readonly trainImages?: number;
+  readonly valImages?: number;
+  /** The policy to train (default a TinyPolicy seeded with `policySeed`, default 7). */
+  readonly policy?: TinyPolicy;
+  readonly policySeed?: number;
+}
+
+/**
+ * A whole training setup on the synthetic task (the tests' and the crash tests' run): the synthetic backbone,
+ * its images, a TinyPolicy, tfjs reward passes; `config` overrides a small stage-1 configuration.
+ */
+export function syntheticTrainingSetup(
+  config: Partial<Stage1Config> & { readonly runDir: string },
+  options: SyntheticSetupOptions = {},
+): TrainingSetup & { dispose(): void } {
+  const stage = options.stage ?? 1;
+  const k = syntheticK();
+  const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: stage === 2 });
+  const train = syntheticImages(resnet, options.trainImages ?? 256, 3);
+  const val = syntheticImages(resnet, options.valImages ?? 128, 4);
+  const policy = options.policy ?? new TinyPolicy(k, options.policySeed ?? 7);
+  const oracle = tfjsOracle(resnet, k, 32);
+  return {
+    stage,
+    config: {
+      ...defaultStage1Config,
+      resnet: 'synthetic',
+      batchSize: 32,
+      iterations: 60,
+      evalEvery: 20,
+      lr: 0.01,
+      curriculumEvery: 0,
+      testAtEnd: false,
+      ...config,
+    },
+    k,
+    policy,
+    resnet,
+    oracle,
+    evalOracle: oracle,
+    train,
+    val,
+    loadTest: () => val,
+    normalization: NORMALIZATIONS.none,
+    augment: false,
+    dispose() {
+      policy.dispose();
+      resnet.dispose();
+    },
+  };
 }

@@ -7,19 +7,10 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
 import { NORMALIZATIONS } from '../models/config.js';
 import type { TensorMap } from '../tensor.js';
-import { ResNet } from '../models/resnet.js';
-import { defaultStage1Config, type Stage1Config } from './config.js';
-import { tfjsOracle } from './models.js';
+import type { Stage1Config } from './config.js';
 import { RunDirectory, type EvalRecord } from './run-dir.js';
 import { TrainingDivergedError } from './step.js';
-import {
-  SYNTHETIC_BACKBONE,
-  SYNTHETIC_ESSENTIAL,
-  syntheticBackboneWeights,
-  syntheticImages,
-  syntheticK,
-  TinyPolicy,
-} from './synthetic.js';
+import { SYNTHETIC_ESSENTIAL, syntheticK, syntheticTrainingSetup, TinyPolicy } from './synthetic.js';
 import { runTraining, type TrainingSetup } from './trainer.js';
 
 before(async () => {
@@ -36,42 +27,7 @@ function setup(
   config: Partial<Stage1Config>,
   options: { stage?: 1 | 2; policy?: TinyPolicy; policySeed?: number } = {},
 ): TrainingSetup & { dispose(): void } {
-  const stage = options.stage ?? 1;
-  const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: stage === 2 });
-  const train = syntheticImages(resnet, 256, 3);
-  const val = syntheticImages(resnet, 128, 4);
-  const policy = options.policy ?? new TinyPolicy(K, options.policySeed ?? 7);
-  const oracle = tfjsOracle(resnet, K, 32);
-  const full: Stage1Config = {
-    ...defaultStage1Config,
-    resnet: 'synthetic',
-    runDir: tempRun(),
-    batchSize: 32,
-    iterations: 60,
-    evalEvery: 20,
-    lr: 0.01,
-    curriculumEvery: 0,
-    testAtEnd: false,
-    ...config,
-  };
-  return {
-    stage,
-    config: full,
-    k: K,
-    policy,
-    resnet,
-    oracle,
-    evalOracle: oracle,
-    train,
-    val,
-    loadTest: () => val,
-    normalization: NORMALIZATIONS.none,
-    augment: false,
-    dispose() {
-      policy.dispose();
-      resnet.dispose();
-    },
-  };
+  return syntheticTrainingSetup({ runDir: tempRun(), ...config }, options);
 }
 
 /** Metrics without the wall-clock fields, which differ between any two runs. */
