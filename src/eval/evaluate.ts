@@ -46,6 +46,8 @@ export interface EvaluatePolicyOptions {
   readonly penalty?: number;
   /** FLOPs of one image with this policy (ResNet + policy network). */
   readonly flops?: (keep: Uint8Array) => number;
+  /** Policy threshold: block t runs when s_t ≥ threshold (default 0.5, the paper's); other values trade accuracy for FLOPs. */
+  readonly threshold?: number;
   readonly onProgress?: (done: number, total: number) => void;
 }
 
@@ -89,7 +91,7 @@ export async function evaluatePolicy(
     );
     const probs = (await probsT.data()) as Float32Array;
     probsT.dispose();
-    const keep = forceLeadingBlocks(greedyPolicy(probs), k, learnable);
+    const keep = forceLeadingBlocks(greedyPolicy(probs, options.threshold), k, learnable);
     const rowImage = Int32Array.from(indices, (_, i) => i);
     const predicted = await oracle.predict(images, count, keep, rowImage);
     const labels = indices.map((i) => set.labels[i]!);
@@ -163,6 +165,8 @@ export interface PolicyCheckpointEvalOptions {
   readonly backend?: 'wasm' | 'cpu';
   /** γ of the reported reward (default 1). */
   readonly penalty?: number;
+  /** Policy threshold (default 0.5). */
+  readonly threshold?: number;
   readonly onProgress?: (done: number, total: number) => void;
   readonly log?: (message: string) => void;
 }
@@ -206,6 +210,7 @@ export async function evaluatePolicyCheckpoint(options: PolicyCheckpointEvalOpti
       batchSize: options.batchSize,
       limit: options.limit,
       penalty: options.penalty,
+      threshold: options.threshold,
       flops: (keep) => flopsModule.resnetFlops(backbone.arch, keep) + policyFlops,
       onProgress: options.onProgress,
     });

@@ -37,6 +37,7 @@ test('Table 1 holds the BlockDrop rows from the eval JSON and one section per ba
       limit: 40,
       policy: `${policy}.safetensors`,
       finetuned: { resnet: join(weights, r32!), policy: `${policy}.safetensors` },
+      thresholds: [0.3, 0.7],
     });
     const table = JSON.parse(readFileSync(join(out, 'table1.json'), 'utf8'));
     assert.equal(table.sections.length, 2);
@@ -53,6 +54,15 @@ test('Table 1 holds the BlockDrop rows from the eval JSON and one section per ba
     assert.equal(r.otherBaselines[0]!.k, 6); // 10/15 of ResNet-20's 9 blocks
     assert.equal(table.sections[1].backbone, 'resnet20a');
     assert.ok(r.tradeoff.some((p) => p.series === 'BlockDrop' && p.source === 'ours' && p.flops === before.flopsMean));
+    // other thresholds: one more point per policy and threshold; a lower threshold keeps at least as many blocks
+    const low = JSON.parse(readFileSync(join(out, 'eval-policy-resnet32-t0.3.json'), 'utf8'));
+    const high = JSON.parse(readFileSync(join(out, 'eval-policy-resnet32-t0.7.json'), 'utf8'));
+    assert.equal(low.provenance.options.threshold, 0.3);
+    assert.ok(low.blocksMean >= before.blocksMean && before.blocksMean >= high.blocksMean, `${low.blocksMean} ≥ ${before.blocksMean} ≥ ${high.blocksMean}`);
+    for (const label of ['stage 1, threshold 0.3', 'stage 1, threshold 0.7', 'stage 2, threshold 0.3', 'stage 2, threshold 0.7']) {
+      assert.ok(r.tradeoff.some((p) => p.series === 'BlockDrop' && p.label === label), `no point '${label}'`);
+    }
+    assert.ok(r.tradeoff.some((p) => p.label === 'stage 1, threshold 0.7' && p.flops === high.flopsMean));
     // a second call reuses every file
     const logs: string[] = [];
     await writeBaselineResults({ weightsDir: weights, outDir: out, dataDir: cifarDir, k: 10, seeds: [0], limit: 40, policy: `${policy}.safetensors`, log: (m) => logs.push(m) });

@@ -49,6 +49,8 @@ export interface BaselineResultsOptions {
   readonly log?: (message: string) => void;
   /** A stage-1 policy for the main backbone: BlockDrop's row before finetuning. */
   readonly policy?: string;
+  /** Policy thresholds besides 0.5 at which the policies above are also evaluated, as trade-off points (default none). */
+  readonly thresholds?: readonly number[];
   /** A stage-2 run's outputs (its finetuned ResNet and policy): BlockDrop's row after finetuning. */
   readonly finetuned?: { readonly resnet: string; readonly policy: string };
   /**
@@ -190,20 +192,36 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
 
   // 4. BlockDrop's rows: the policy before finetuning, the finetuned ResNet and policy after
   const blockdrop: { before?: PolicyCheckpointEvaluation; after?: PolicyCheckpointEvaluation } = {};
-  const evalPolicy = async (name: string, resnet: string, policy: string): Promise<PolicyCheckpointEvaluation> => {
+  const evalPolicy = async (name: string, resnet: string, policy: string, threshold = 0.5): Promise<PolicyCheckpointEvaluation> => {
     const sameEval = (e: WithProvenance<PolicyCheckpointEvaluation>) =>
-      e.images === total && e.split === split && e.provenance?.options?.['resnet'] === resnet && e.provenance?.options?.['policy'] === policy;
+      e.images === total &&
+      e.split === split &&
+      e.provenance?.options?.['resnet'] === resnet &&
+      e.provenance?.options?.['policy'] === policy &&
+      (e.provenance?.options?.['threshold'] ?? 0.5) === threshold;
     const old = reuse ? readIf<WithProvenance<PolicyCheckpointEvaluation>>(join(options.outDir, name), sameEval) : undefined;
     if (old) {
       log(`reusing ${name}`);
       return old;
     }
-    const e = await evaluatePolicyCheckpoint({ resnet, policy, split, limit: total, dataDir: options.dataDir, engine: options.engine, log, onProgress: progress(name) });
-    await write(name, json({ ...e, provenance: { ...provenance, options: { ...provenance.options, resnet, policy } } }));
+    const e = await evaluatePolicyCheckpoint({ resnet, policy, split, threshold, limit: total, dataDir: options.dataDir, engine: options.engine, log, onProgress: progress(name) });
+    await write(name, json({ ...e, provenance: { ...provenance, options: { ...provenance.options, resnet, policy, threshold } } }));
     return e;
   };
   if (options.policy) blockdrop.before = await evalPolicy(`eval-policy-${backbone.preset}.json`, backbonePath, options.policy);
   if (options.finetuned) blockdrop.after = await evalPolicy(`eval-finetuned-${backbone.preset}.json`, options.finetuned.resnet, options.finetuned.policy);
+  // The same policies at other thresholds: more points of the trade-off curve from one trained policy.
+  const thresholdPoints: { label: string; accuracy: number; flopsMean: number; flopsStd: number }[] = [];
+  for (const threshold of options.thresholds ?? []) {
+    for (const [stage, resnet, policy, tag] of [
+      ['stage 1', backbonePath, options.policy, 'policy'],
+      ['stage 2', options.finetuned?.resnet, options.finetuned?.policy, 'finetuned'],
+    ] as const) {
+      if (!resnet || !policy) continue;
+      const e = await evalPolicy(`eval-${tag}-${backbone.preset}-t${threshold}.json`, resnet, policy, threshold);
+      thresholdPoints.push({ label: `${stage}, threshold ${threshold}`, accuracy: e.accuracy, flopsMean: e.flopsMean, flopsStd: e.flopsStd });
+    }
+  }
 
   // 5. the other backbones: baselines at the same fraction of their blocks
   const otherBaselines: BaselineEvaluation[] = [];
@@ -238,6 +256,7 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
   const blockdropPoints = [
     ...(blockdrop.before ? [{ label: 'stage 1 (curriculum)', accuracy: blockdrop.before.accuracy, flopsMean: blockdrop.before.flopsMean, flopsStd: blockdrop.before.flopsStd }] : []),
     ...(blockdrop.after ? [{ label: 'stage 2 (finetuned)', accuracy: blockdrop.after.accuracy, flopsMean: blockdrop.after.flopsMean, flopsStd: blockdrop.after.flopsStd }] : []),
+    ...thresholdPoints,
   ];
   const tradeoff = tradeoffPoints({ family, baselines: sweep.length > 0 ? sweep : [baselines], blockdrop: blockdropPoints });
   await write('tradeoff.json', json({ kind: 'blockdrop-tradeoff', version: 1, provenance, points: tradeoff }));

@@ -13,9 +13,9 @@ export type EntropyKind = 'original' | 'bernoulli';
 const ENTROPY_EPS = 1e-15;
 
 /** Test-time / self-critical policy: execute block k iff s_k ≥ 0.5 (from the unbounded probabilities). */
-export function greedyPolicy(probs: ArrayLike<number>): Uint8Array {
+export function greedyPolicy(probs: ArrayLike<number>, threshold = 0.5): Uint8Array {
   const out = new Uint8Array(probs.length);
-  for (let i = 0; i < probs.length; i++) out[i] = probs[i]! >= 0.5 ? 1 : 0;
+  for (let i = 0; i < probs.length; i++) out[i] = probs[i]! >= threshold ? 1 : 0;
   return out;
 }
 

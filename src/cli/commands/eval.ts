@@ -23,10 +23,17 @@ interface EvalOptions {
   split: string;
   limit?: number;
   batchSize: number;
+  threshold: number;
   json?: boolean;
 }
 
 const SPLITS: readonly CifarSplit[] = ['test', 'val', 'train', 'trainval'];
+
+function parseThreshold(value: string): number {
+  const p = Number(value);
+  if (!(p > 0 && p < 1)) throw new BlockdropError(`--threshold ${value} is not a probability strictly between 0 and 1; the paper uses 0.5`);
+  return p;
+}
 
 export function registerEval(program: Command): void {
   program
@@ -39,6 +46,7 @@ export function registerEval(program: Command): void {
     .option('--split <name>', `data split: ${SPLITS.join(', ')}`, 'test')
     .option('--limit <n>', 'evaluate only the first n images', positiveInt('--limit'))
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 128)
+    .option('--threshold <p>', 'policy threshold: block t runs when its keep probability is ≥ p (the paper: 0.5)', parseThreshold, 0.5)
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: EvalOptions) => {
       if (!SPLITS.includes(opts.split as CifarSplit)) {
@@ -100,6 +108,7 @@ async function evalWithPolicy(
       limit: opts.limit,
       batchSize: opts.batchSize,
       flops: (keep) => resnetFlops(backbone.arch, keep) + policyCost,
+      threshold: opts.threshold,
       onProgress: (done) => bar.update(done),
     });
     bar.stop();
@@ -110,6 +119,7 @@ async function evalWithPolicy(
       arch: backbone.preset,
       normalization: backbone.normalization.name,
       split: opts.split,
+      threshold: opts.threshold,
       engine: engine.oracle.name,
       ...result,
       blocks: k,

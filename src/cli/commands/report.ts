@@ -16,6 +16,14 @@ function seedList(value: string): number[] {
   return seeds;
 }
 
+function thresholdList(value: string): number[] {
+  const list = value.split(',').map((s) => Number(s.trim()));
+  if (list.length === 0 || list.some((p) => !(p > 0 && p < 1))) {
+    throw new InvalidArgumentError(`expected comma-separated thresholds strictly between 0 and 1, got '${value}'`);
+  }
+  return list;
+}
+
 const log = logLine;
 
 export function registerReport(program: Command): void {
@@ -72,10 +80,16 @@ export function registerReport(program: Command): void {
     .option('--limit <n>', 'only the first n test images', positiveInt('--limit'))
     .option('--policy <checkpoint>', "a stage-1 policy for BlockDrop's ResNet-32: the BlockDrop row before finetuning")
     .option('--finetuned <run-dir>', "a finetune run directory (its resnet.safetensors and policy.safetensors): the BlockDrop row after finetuning")
+    .option('--thresholds <list>', 'also evaluate those policies at these thresholds (e.g. 0.3,0.4,0.6,0.7): more trade-off points', thresholdList, [])
     .option('--no-all-backbones', 'only the main backbone (default: a section for every checkpoint in --weights)')
     .option('--json', 'print the table as JSON on stdout')
-    .action(async (opts: { weights: string; out: string; k: number; seeds: number[]; data?: string; limit?: number; json?: boolean; policy?: string; finetuned?: string; allBackbones: boolean }) => {
-      const extra = [opts.policy ? ` --policy ${opts.policy}` : '', opts.finetuned ? ` --finetuned ${opts.finetuned}` : '', opts.allBackbones ? '' : ' --no-all-backbones'].join('');
+    .action(async (opts: { weights: string; out: string; k: number; seeds: number[]; data?: string; limit?: number; json?: boolean; policy?: string; finetuned?: string; thresholds: number[]; allBackbones: boolean }) => {
+      const extra = [
+        opts.policy ? ` --policy ${opts.policy}` : '',
+        opts.finetuned ? ` --finetuned ${opts.finetuned}` : '',
+        opts.thresholds.length > 0 ? ` --thresholds ${opts.thresholds.join(',')}` : '',
+        opts.allBackbones ? '' : ' --no-all-backbones',
+      ].join('');
       const result = await writeBaselineResults({
         weightsDir: opts.weights,
         outDir: opts.out,
@@ -85,6 +99,7 @@ export function registerReport(program: Command): void {
         limit: opts.limit,
         policy: opts.policy,
         finetuned: opts.finetuned ? { resnet: join(opts.finetuned, 'resnet.safetensors'), policy: join(opts.finetuned, 'policy.safetensors') } : undefined,
+        thresholds: opts.thresholds,
         allBackbones: opts.allBackbones,
         command: `blockdrop table1 --weights ${opts.weights} --out ${opts.out} --k ${opts.k}${extra}`,
         log,
