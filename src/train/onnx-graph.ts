@@ -22,6 +22,8 @@ import { resnetParamSpecs } from '../models/weights.js';
 export const BATCH_DIM: Dim = 'batch';
 /** PyTorch's BatchNorm ε (as src/models/resnet.ts). */
 const BN_EPS = 1e-5;
+/** ONNX TensorProto.DataType.FLOAT (Cast's `to`). */
+const FLOAT = 1;
 
 export interface TrainGraphOptions {
   /** 'sigmoid': the output is sigmoid(logits) (the policy's keep probabilities); 'logits': the fc output. */
@@ -279,20 +281,22 @@ class ResNetTrainGraph {
       if (!g) return;
       const b = t.b;
       const xs = t.save(x);
-      // Filter gradient as one GEMM: dW[(a,b,i), o] = Σ_{n,h,w} xpad[i, n, h·s+a, w·s+b] · g[o, n, h, w]; the k² strided
-      // windows of the channel-major padded input stacked along the channel axis are exactly the HWIO row order.
+      // Filter gradient: dW[a, b, i, o] = Σ_{n,h,w} xpad[i, n, h·s+a, w·s+b] · g[o, n, h, w], one GEMM per filter tap (a, b)
+      // on a strided window of the channel-major padded input. The k² small [Ci, Co] products are concatenated in
+      // HWIO order; concatenating the k² windows instead (one big im2col GEMM) copied every activation twice more and
+      // cost ~13% of the stage-2 backward pass.
       const xT = b.node('Transpose', [xs], undefined, { perm: [1, 0, 2, 3] }); // [Ci, B, H, W]
       const xPad = pad > 0 ? b.node('Pad', [xT, t.bInts([0, 0, pad, pad, 0, 0, pad, pad])], undefined, { mode: { string: 'constant' } }) : xT;
-      const windows: string[] = [];
+      const gT = b.node('Reshape', [b.node('Transpose', [g], undefined, { perm: [1, 0, 2, 3] }), t.bInts([co, -1])]); // [Co, B·Ho·Wo]
+      const taps: string[] = [];
+      const end = (outH - 1) * stride + 1;
       for (let a = 0; a < k; a++) {
         for (let c = 0; c < k; c++) {
-          const end = (outH - 1) * stride + 1;
-          windows.push(b.node('Slice', [xPad, t.bInts([a, c]), t.bInts([a + end, c + end]), t.bInts([2, 3]), t.bInts([stride, stride])]));
+          const window = b.node('Slice', [xPad, t.bInts([a, c]), t.bInts([a + end, c + end]), t.bInts([2, 3]), t.bInts([stride, stride])]);
+          taps.push(b.node('Gemm', [b.node('Reshape', [window, t.bInts([ci, -1])]), gT], undefined, { transB: 1 })); // [Ci, Co]
         }
       }
-      const cols = b.node('Reshape', [windows.length > 1 ? b.node('Concat', windows, undefined, { axis: 0 }) : windows[0]!, t.bInts([k * k * ci, -1])]);
-      const gT = b.node('Reshape', [b.node('Transpose', [g], undefined, { perm: [1, 0, 2, 3] }), t.bInts([co, -1])]); // [Co, B·Ho·Wo]
-      const dw = b.node('Gemm', [cols, gT], undefined, { transB: 1 }); // [k²·Ci, Co]
+      const dw = taps.length > 1 ? b.node('Concat', taps, undefined, { axis: 0 }) : taps[0]!; // [k²·Ci, Co]
       this.setParamGrad(key, b.node('Reshape', [dw, t.bInts([k, k, ci, co])]));
       if (needDx) {
         let dx: string;
@@ -373,7 +377,8 @@ class ResNetTrainGraph {
       if (!g) return;
       const ys = t.save(y);
       const b = t.b;
-      t.addGrad(x, b.node('Mul', [g, b.node('Sign', [ys])])); // y ≥ 0: sign(y) is the 0/1 mask
+      // The 0/1 mask [y > 0]: Greater + Cast measured faster than Sign (and than Where) in ORT's CPU kernels.
+      t.addGrad(x, b.node('Mul', [g, b.node('Cast', [b.node('Greater', [ys, t.bConst([0])])], undefined, { to: FLOAT })]));
     });
     return y;
   }
