@@ -118,6 +118,12 @@ export function registerDeploy(program: Command): void {
           limit: opts.limit,
           skipUnreadable: opts.skipUnreadable,
           onProgress: (done) => bar.update(done),
+        }).catch((err: unknown) => {
+          // A file that does not decode stops the run; say how to go on without it.
+          if (err instanceof BlockdropError && !opts.skipUnreadable && /image/.test(err.message)) {
+            throw new BlockdropError(`${err.message}; pass --skip-unreadable to count and skip such files`);
+          }
+          throw err;
         });
         bar.stop();
         if (opts.json) return printJson({ folder, classes: index.classes.length, ...e });
