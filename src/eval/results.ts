@@ -211,7 +211,7 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
   if (options.policy) blockdrop.before = await evalPolicy(`eval-policy-${backbone.preset}.json`, backbonePath, options.policy);
   if (options.finetuned) blockdrop.after = await evalPolicy(`eval-finetuned-${backbone.preset}.json`, options.finetuned.resnet, options.finetuned.policy);
   // The same policies at other thresholds: more points of the trade-off curve from one trained policy.
-  const thresholdPoints: { label: string; accuracy: number; flopsMean: number; flopsStd: number }[] = [];
+  const thresholdPoints: { label: string; accuracy: number; flopsMean: number; flopsStd: number; curve: string }[] = [];
   for (const threshold of options.thresholds ?? []) {
     for (const [stage, resnet, policy, tag] of [
       ['stage 1', backbonePath, options.policy, 'policy'],
@@ -219,7 +219,7 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
     ] as const) {
       if (!resnet || !policy) continue;
       const e = await evalPolicy(`eval-${tag}-${backbone.preset}-t${threshold}.json`, resnet, policy, threshold);
-      thresholdPoints.push({ label: `${stage}, threshold ${threshold}`, accuracy: e.accuracy, flopsMean: e.flopsMean, flopsStd: e.flopsStd });
+      thresholdPoints.push({ label: `${stage}, threshold ${threshold}`, accuracy: e.accuracy, flopsMean: e.flopsMean, flopsStd: e.flopsStd, curve: stage });
     }
   }
 
@@ -254,8 +254,8 @@ export async function writeBaselineResults(options: BaselineResultsOptions): Pro
   await write('table1.md', table.markdown);
   await write('table1.json', json({ ...table.json, provenance }));
   const blockdropPoints = [
-    ...(blockdrop.before ? [{ label: 'stage 1 (curriculum)', accuracy: blockdrop.before.accuracy, flopsMean: blockdrop.before.flopsMean, flopsStd: blockdrop.before.flopsStd }] : []),
-    ...(blockdrop.after ? [{ label: 'stage 2 (finetuned)', accuracy: blockdrop.after.accuracy, flopsMean: blockdrop.after.flopsMean, flopsStd: blockdrop.after.flopsStd }] : []),
+    ...(blockdrop.before ? [{ label: 'stage 1 (curriculum)', accuracy: blockdrop.before.accuracy, flopsMean: blockdrop.before.flopsMean, flopsStd: blockdrop.before.flopsStd, curve: 'stage 1' }] : []),
+    ...(blockdrop.after ? [{ label: 'stage 2 (finetuned)', accuracy: blockdrop.after.accuracy, flopsMean: blockdrop.after.flopsMean, flopsStd: blockdrop.after.flopsStd, curve: 'stage 2' }] : []),
     ...thresholdPoints,
   ];
   const tradeoff = tradeoffPoints({ family, baselines: sweep.length > 0 ? sweep : [baselines], blockdrop: blockdropPoints });

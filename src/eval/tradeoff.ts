@@ -29,6 +29,8 @@ export interface TradeoffPoint {
   readonly accuracyStd?: number;
   /** Whether `flops` includes a policy network (BlockDrop: yes; fixed networks and baselines: none to include). */
   readonly includesPolicy: boolean;
+  /** Points of one series that form separate curves (e.g. one trained policy at several thresholds). */
+  readonly curve?: string;
   readonly note?: string;
 }
 
@@ -186,6 +188,8 @@ export interface BlockDropPointInput {
   readonly flopsMean: number;
   readonly flopsStd?: number;
   readonly series?: string;
+  /** Points sharing a curve are joined (one policy at several thresholds); default: the series' one curve. */
+  readonly curve?: string;
 }
 
 export interface TradeoffInput {
@@ -243,6 +247,7 @@ export function tradeoffPoints(input: TradeoffInput): TradeoffPoint[] {
       ...(p.flopsStd !== undefined ? { flopsStd: p.flopsStd } : {}),
       accuracy: p.accuracy,
       includesPolicy: true,
+      ...(p.curve !== undefined ? { curve: p.curve } : {}),
     });
   }
   const which = input.paper ?? 'all';

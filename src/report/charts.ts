@@ -115,7 +115,7 @@ export function tradeoffSpec(points: readonly TradeoffPoint[], options: Tradeoff
     .map((p) => ({
       series: p.series,
       source: p.source === 'ours' ? 'ours (measured)' : "paper (read off Fig. 3)",
-      key: `${p.series} · ${p.source}`,
+      key: `${p.series} · ${p.source}${p.curve ? ` · ${p.curve}` : ''}`,
       label: p.label,
       flops: p.flops / 1e8,
       flopsLo: (p.flops - (p.flopsStd ?? 0)) / 1e8,
