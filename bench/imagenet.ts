@@ -13,8 +13,7 @@
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import jpeg from 'jpeg-js';
 import * as ort from 'onnxruntime-node';
@@ -27,7 +26,7 @@ import { blockCount, getPreset, IMAGENET_PRESETS, policyArchFor, type ResNetConf
 import { resnetParamSpecs } from '../src/models/weights.js';
 import type { TensorMap } from '../src/tensor.js';
 import { Rng } from '../src/util/rng.js';
-import { load1, mean, median, peakRssMb, round, timeMs } from './stats.js';
+import { load1, mean, median, peakRssMb, round, timeMs, runIfScript } from './stats.js';
 
 export interface ImagenetBenchOptions {
   readonly archs: readonly string[];
@@ -338,9 +337,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   else printHuman(result);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
-    process.exit(1);
-  });
-}
+runIfScript(import.meta.url, main);

@@ -6,9 +6,8 @@
  *   train        stage-1 / stage-2 training steps, ONNX Runtime engine vs TensorFlow.js (docs/training.md)
  *   imagenet     ResNet-50/101 at 224×224 (random weights): full fused ONNX vs the executor (docs/imagenet.md)
  */
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { BlockdropError } from '../src/errors.js';
+import { runIfScript } from './stats.js';
 
 const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): Promise<void> }>> = {
   data: () => import('./data.js'),
@@ -27,9 +26,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   await (await load()).main(rest);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
-    process.exit(1);
-  });
-}
+runIfScript(import.meta.url, main);

@@ -18,7 +18,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { loadAnyCheckpoint } from '../src/checkpoint/store.js';
@@ -30,7 +29,7 @@ import { policyArchFor } from '../src/models/config.js';
 import { loadBackbone } from '../src/models/load.js';
 import { canonicalizeResNetKeys, initResNetWeights } from '../src/models/weights.js';
 import { weightsDir } from '../src/testing/shared.js';
-import { load1, mean, median, peakRssMb, percentile, round, timeMs } from './stats.js';
+import { load1, mean, median, peakRssMb, percentile, round, timeMs, runIfScript } from './stats.js';
 
 export const DEFAULT_WEIGHTS = join(weightsDir, 'blockdrop_R32_C10_pk_E_164_A_0.923.t7');
 
@@ -326,9 +325,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   else printHuman(result);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
-    process.exit(1);
-  });
-}
+runIfScript(import.meta.url, main);

@@ -1,5 +1,8 @@
 /** Small statistics and timing helpers for the benchmarks. */
 import { loadavg } from 'node:os';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { BlockdropError } from '../src/errors.js';
 
 export function median(values: readonly number[]): number {
   return percentile(values, 0.5);
@@ -37,4 +40,16 @@ export function peakRssMb(): number {
 /** 1-minute load average: other processes on a shared machine skew every timing. */
 export function load1(): number {
   return loadavg()[0]!;
+}
+
+/**
+ * Runs `main` when `moduleUrl` is the script Node was started with (`node dist/bench/<name>.js …`); a
+ * BlockdropError prints as one line, anything else with its stack.
+ */
+export function runIfScript(moduleUrl: string, main: (argv: readonly string[]) => Promise<void>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(resolve(process.argv[1])).href) return;
+  main(process.argv.slice(2)).catch((e: unknown) => {
+    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
+    process.exit(1);
+  });
 }

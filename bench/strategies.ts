@@ -12,7 +12,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadCifar10 } from '../src/data/cifar.js';
 import { BlockdropError } from '../src/errors.js';
@@ -21,7 +20,7 @@ import { exportBlockDrop } from '../src/export/onnx.js';
 import { loadBackbone } from '../src/models/load.js';
 import { Rng } from '../src/util/rng.js';
 import { DEFAULT_WEIGHTS } from './inference.js';
-import { load1, median, round, timeMs } from './stats.js';
+import { load1, median, round, timeMs, runIfScript } from './stats.js';
 
 interface Row {
   masks: 'random' | 'paths';
@@ -157,9 +156,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e instanceof BlockdropError ? `error: ${e.message}` : e);
-    process.exit(1);
-  });
-}
+runIfScript(import.meta.url, main);

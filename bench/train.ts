@@ -14,7 +14,6 @@
  */
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { initBackend } from '../src/backend/index.js';
 import { batchLabels, EpochSampler, normalizeBatch } from '../src/data/batches.js';
@@ -29,7 +28,7 @@ import { createTrainModules, type TrainEngine } from '../src/train/engine.js';
 import { createRewardOracle, type RewardOracle } from '../src/train/models.js';
 import { blockDropStep } from '../src/train/step.js';
 import { Rng } from '../src/util/rng.js';
-import { load1, median, round } from './stats.js';
+import { load1, median, round, runIfScript } from './stats.js';
 
 const DEFAULT_WEIGHTS = join(weightsDir, 'blockdrop_R32_C10_pk_E_164_A_0.923.t7');
 
@@ -208,9 +207,4 @@ export async function main(argv: readonly string[]): Promise<void> {
   );
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).catch((e: unknown) => {
-    console.error(e);
-    process.exit(1);
-  });
-}
+runIfScript(import.meta.url, main);
