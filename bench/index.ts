@@ -5,6 +5,7 @@
  *   strategies   the executor's skipping strategies against each other (docs/executor.md)
  *   train        stage-1 / stage-2 training steps, ONNX Runtime engine vs TensorFlow.js (docs/training.md)
  *   imagenet     ResNet-50/101 at 224×224 (random weights): full fused ONNX vs the executor (docs/imagenet.md)
+ *   profile      ONNX Runtime's per-op kernel times: `profile executor` or `profile train`
  */
 import { BlockdropError } from '../src/errors.js';
 import { runIfScript } from './stats.js';
@@ -15,6 +16,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main(argv: readonly string[]): 
   strategies: () => import('./strategies.js'),
   train: () => import('./train.js'),
   imagenet: () => import('./imagenet.js'),
+  profile: () => import('./profile.js'),
 };
 
 export async function main(argv: readonly string[]): Promise<void> {

@@ -20,6 +20,25 @@ export function positiveInt(name: string): (value: string) => number {
   };
 }
 
+/**
+ * Parse a probability option with a clear message: [0, 1], or (0, 1) with `open` (a policy threshold, where
+ * 0 and 1 would keep every block or none whatever the policy says).
+ */
+export function probability(name: string, { open = false }: { open?: boolean } = {}): (value: string) => number {
+  const range = open ? 'strictly between 0 and 1' : 'in [0, 1]';
+  return (value: string) => {
+    const p = Number(value);
+    if (!(open ? p > 0 && p < 1 : p >= 0 && p <= 1)) throw new InvalidArgumentError(`${name} must be a number ${range}, got '${value}'`);
+    return p;
+  };
+}
+
+/** A comma-separated list of probabilities (see `probability`). */
+export function probabilityList(name: string, options: { open?: boolean } = {}): (value: string) => number[] {
+  const one = probability(name, options);
+  return (value: string) => value.split(',').map((v) => one(v.trim()));
+}
+
 /** One diagnostic line on stderr (stdout stays clean for --json). */
 export function logLine(message: string): void {
   process.stderr.write(`${message}\n`);

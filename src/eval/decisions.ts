@@ -9,6 +9,7 @@ import { normalizeBatch } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
 import type { Normalization } from '../models/config.js';
 import type { PolicyModel, RewardOracle } from '../train/models.js';
+import { greedyPolicy } from '../train/reinforce.js';
 
 export interface PolicyDecisions {
   /** Blocks K. */
@@ -56,7 +57,7 @@ export async function collectDecisions(
     const probsT = tf.tidy(() => policy.probabilities(tf.tensor4d(images, [count, set.height, set.width, 3]), { training: false }));
     const probs = (await probsT.data()) as Float32Array;
     probsT.dispose();
-    const rows = Uint8Array.from(probs, (p) => (p >= threshold ? 1 : 0));
+    const rows = greedyPolicy(probs, threshold);
     const predicted = await oracle.predict(images, count, rows, Int32Array.from(indices, (_, i) => i));
     keep.set(rows, start * k);
     for (let i = 0; i < count; i++) correct[start + i] = predicted[i] === set.labels[start + i] ? 1 : 0;

@@ -51,7 +51,8 @@ export interface EvaluatePolicyOptions {
   readonly onProgress?: (done: number, total: number) => void;
 }
 
-function meanStd(sum: number, sumSq: number, n: number): { mean: number; std: number } {
+/** Mean and population std from running sums (over n values). */
+export function meanStd(sum: number, sumSq: number, n: number): { mean: number; std: number } {
   if (n === 0) return { mean: 0, std: 0 };
   const mean = sum / n;
   return { mean, std: Math.sqrt(Math.max(0, sumSq / n - mean * mean)) };

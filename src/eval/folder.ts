@@ -5,6 +5,7 @@
  */
 import { BlockdropError } from '../errors.js';
 import type { BlockDropModel } from '../executor/model.js';
+import { meanStd } from './evaluate.js';
 import { imageFolderBatches, RESIZE_SIZE, CROP_SIZE, type ImageFolderIndex, type ImageTransform } from '../data/imagefolder.js';
 
 export interface FolderEvalOptions {
@@ -91,13 +92,13 @@ export async function evaluateImageFolder(model: BlockDropModel, index: ImageFol
     images += batch.count;
   }
   if (images === 0) throw new BlockdropError('no image of the folder could be evaluated; check the folder holds PNG or JPEG files');
-  const blocksMean = blocks / images;
+  const blockStats = meanStd(blocks, blocksSq, images);
   return {
     images,
     correct,
     accuracy: correct / images,
-    blocksMean,
-    blocksStd: Math.sqrt(Math.max(0, blocksSq / images - blocksMean * blocksMean)),
+    blocksMean: blockStats.mean,
+    blocksStd: blockStats.std,
     flopsMean: flops / images,
     flopsFull: model.manifest.flops.full,
     distinctPolicies: paths.size,

@@ -283,8 +283,7 @@ class ResNetTrainGraph {
       const xs = t.save(x);
       // Filter gradient: dW[a, b, i, o] = Σ_{n,h,w} xpad[i, n, h·s+a, w·s+b] · g[o, n, h, w], one GEMM per filter tap (a, b)
       // on a strided window of the channel-major padded input. The k² small [Ci, Co] products are concatenated in
-      // HWIO order; concatenating the k² windows instead (one big im2col GEMM) copied every activation twice more and
-      // cost ~13% of the stage-2 backward pass.
+      // HWIO order; concatenating the k² windows instead (one big im2col GEMM) copied them all a second time.
       const xT = b.node('Transpose', [xs], undefined, { perm: [1, 0, 2, 3] }); // [Ci, B, H, W]
       const xPad = pad > 0 ? b.node('Pad', [xT, t.bInts([0, 0, pad, pad, 0, 0, pad, pad])], undefined, { mode: { string: 'constant' } }) : xT;
       const gT = b.node('Reshape', [b.node('Transpose', [g], undefined, { perm: [1, 0, 2, 3] }), t.bInts([co, -1])]); // [Co, B·Ho·Wo]

@@ -5,6 +5,7 @@
  * typed arrays because B×K is tiny; only the loss, which must be differentiated, is a TensorFlow.js op.
  */
 import * as tf from '@tensorflow/tfjs';
+import { keepFromProbabilities } from '../executor/path.js';
 
 /** Which "entropy" bonus to add: the original's one-sided −Σ s' log s' (maximal at s' = 1/e), or the true Bernoulli entropy. */
 export type EntropyKind = 'original' | 'bernoulli';
@@ -12,12 +13,11 @@ export type EntropyKind = 'original' | 'bernoulli';
 /** Clamp used by the original for the entropy's logarithm. */
 const ENTROPY_EPS = 1e-15;
 
-/** Test-time / self-critical policy: execute block k iff s_k ≥ 0.5 (from the unbounded probabilities). */
-export function greedyPolicy(probs: ArrayLike<number>, threshold = 0.5): Uint8Array {
-  const out = new Uint8Array(probs.length);
-  for (let i = 0; i < probs.length; i++) out[i] = probs[i]! >= threshold ? 1 : 0;
-  return out;
-}
+/**
+ * Test-time / self-critical policy: execute block k iff s_k ≥ 0.5 (from the unbounded probabilities). The
+ * executor's own rule, so that training, evaluation and deployment (Node and browser) threshold identically.
+ */
+export const greedyPolicy: (probs: ArrayLike<number>, threshold?: number) => Uint8Array = keepFromProbabilities;
 
 /** s' = α·s + (1 − α)·(1 − s): keeps every sampling probability in [1 − α, α] (for α ≥ 0.5). */
 export function boundProbability(s: number, alpha: number): number {

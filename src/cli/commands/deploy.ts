@@ -10,16 +10,8 @@ import { BlockDropModel } from '../../executor/model.js';
 import { CIFAR10_CLASSES, blockCount } from '../../models/config.js';
 import { loadBackbone } from '../../models/load.js';
 import { loadPolicyWeights } from '../../train/index.js';
-import { formatPercent, printJson } from '../output.js';
+import { formatPercent, printJson, probability } from '../output.js';
 import { progressBar } from '../progress.js';
-
-function probability(name: string): (value: string) => number {
-  return (value: string) => {
-    const p = Number(value);
-    if (!(p >= 0 && p <= 1)) throw new Error(`${name} must be a number in [0, 1], got '${value}'`);
-    return p;
-  };
-}
 
 /** ImageNet evaluation preprocessing: shorter side 256 (scaled for other input sides), centre crop. */
 function decodeEvalImage(file: string, side: number): Uint8Array {

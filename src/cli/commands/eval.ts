@@ -12,7 +12,7 @@ import { blockCount } from '../../models/config.js';
 import { policyFlops } from '../../models/flops.js';
 import { PolicyNetwork } from '../../models/policy.js';
 import { loadPolicyWeights } from '../../train/index.js';
-import { formatPercent, positiveInt, printJson } from '../output.js';
+import { formatPercent, positiveInt, printJson, probability } from '../output.js';
 import { progressBar } from '../progress.js';
 
 interface EvalOptions {
@@ -29,12 +29,6 @@ interface EvalOptions {
 
 const SPLITS: readonly CifarSplit[] = ['test', 'val', 'train', 'trainval'];
 
-function parseThreshold(value: string): number {
-  const p = Number(value);
-  if (!(p > 0 && p < 1)) throw new BlockdropError(`--threshold ${value} is not a probability strictly between 0 and 1; the paper uses 0.5`);
-  return p;
-}
-
 export function registerEval(program: Command): void {
   program
     .command('eval')
@@ -46,7 +40,7 @@ export function registerEval(program: Command): void {
     .option('--split <name>', `data split: ${SPLITS.join(', ')}`, 'test')
     .option('--limit <n>', 'evaluate only the first n images', positiveInt('--limit'))
     .option('--batch-size <n>', 'images per forward pass', positiveInt('--batch-size'), 128)
-    .option('--threshold <p>', 'policy threshold: block t runs when its keep probability is ≥ p (the paper: 0.5)', parseThreshold, 0.5)
+    .option('--threshold <p>', 'policy threshold: block t runs when its keep probability is ≥ p (the paper: 0.5)', probability('--threshold', { open: true }), 0.5)
     .option('--json', 'print one JSON object on stdout')
     .action(async (opts: EvalOptions) => {
       if (!SPLITS.includes(opts.split as CifarSplit)) {

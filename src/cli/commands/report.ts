@@ -5,7 +5,7 @@ import { evaluateBaselines } from '../../eval/baselines.js';
 import { writeBaselineResults } from '../../eval/results.js';
 import { reportFromRun } from '../../report/run.js';
 import { weightsDirDefault } from '../defaults.js';
-import { formatPercent, logLine, positiveInt, printJson } from '../output.js';
+import { formatPercent, logLine, positiveInt, printJson, probabilityList } from '../output.js';
 import { progressBar } from '../progress.js';
 
 function seedList(value: string): number[] {
@@ -14,14 +14,6 @@ function seedList(value: string): number[] {
     throw new InvalidArgumentError(`expected comma-separated integer seeds, got '${value}'`);
   }
   return seeds;
-}
-
-function thresholdList(value: string): number[] {
-  const list = value.split(',').map((s) => Number(s.trim()));
-  if (list.length === 0 || list.some((p) => !(p > 0 && p < 1))) {
-    throw new InvalidArgumentError(`expected comma-separated thresholds strictly between 0 and 1, got '${value}'`);
-  }
-  return list;
 }
 
 const log = logLine;
@@ -80,7 +72,7 @@ export function registerReport(program: Command): void {
     .option('--limit <n>', 'only the first n test images', positiveInt('--limit'))
     .option('--policy <checkpoint>', "a stage-1 policy for BlockDrop's ResNet-32: the BlockDrop row before finetuning")
     .option('--finetuned <run-dir>', "a finetune run directory (its resnet.safetensors and policy.safetensors): the BlockDrop row after finetuning")
-    .option('--thresholds <list>', 'also evaluate those policies at these thresholds (e.g. 0.3,0.4,0.6,0.7): more trade-off points', thresholdList, [])
+    .option('--thresholds <list>', 'also evaluate those policies at these thresholds (e.g. 0.3,0.4,0.6,0.7): more trade-off points', probabilityList('--thresholds', { open: true }), [])
     .option('--no-all-backbones', 'only the main backbone (default: a section for every checkpoint in --weights)')
     .option('--json', 'print the table as JSON on stdout')
     .action(async (opts: { weights: string; out: string; k: number; seeds: number[]; data?: string; limit?: number; json?: boolean; policy?: string; finetuned?: string; thresholds: number[]; allBackbones: boolean }) => {

@@ -11,7 +11,7 @@ import { BlockdropError } from '../../errors.js';
 import { buildDemoIfNeeded, DEFAULT_SYNTHETIC_KEEP_RATE, DEMO_BATCH_IMAGES, readDemoConfig } from '../../web/build.js';
 import { serveStatic } from '../../web/server.js';
 import { defaultBackbone } from '../defaults.js';
-import { logLine, positiveInt } from '../output.js';
+import { logLine, positiveInt, probability } from '../output.js';
 import { SHIPPED_POLICY } from './run.js';
 
 interface ServeOptions {
@@ -38,12 +38,6 @@ function shippedPolicy(): string | undefined {
   return found.length > 0 ? join(dir, found[0]!) : undefined;
 }
 
-function probability(value: string): number {
-  const p = Number(value);
-  if (!(p >= 0 && p <= 1)) throw new InvalidArgumentError(`must be a number in [0, 1], got '${value}'`);
-  return p;
-}
-
 function port(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`must be a port number (0 = any free port), got '${value}'`);
@@ -59,7 +53,7 @@ export function registerServe(program: Command): void {
     .option('--arch <name>', 'architecture preset (detected when omitted)')
     .option('--policy <checkpoint>', 'trained policy (default: the one shipped in models/, if any)')
     .option('--synthetic', 'use a synthetic policy even if a trained one is available')
-    .option('--keep-rate <p>', 'synthetic policy: fraction of blocks it keeps', probability, DEFAULT_SYNTHETIC_KEEP_RATE)
+    .option('--keep-rate <p>', 'synthetic policy: fraction of blocks it keeps', probability('--keep-rate'), DEFAULT_SYNTHETIC_KEEP_RATE)
     .option('--seed <n>', 'seed of the synthetic policy', (v: string) => Number(v), 0)
     .option('--images <n>', 'CIFAR-10 test images in the build', positiveInt('--images'), DEMO_BATCH_IMAGES)
     .option('--data <dir>', 'CIFAR-10 directory')
