@@ -8,6 +8,11 @@
  * and block, seeded) and an untrained ResNet-8 policy network still runs on every image, so that time
  * and FLOPs include the policy as they will with a trained one.
  *
+ * Both arrangements of the sessions are measured in the same run: one process with --threads intra-op threads
+ * (`BlockDropModel`), and --workers worker threads with one ORT thread each that split every batch
+ * (`BlockDropPool`). `full` is the faster arrangement of the full network at each batch size (the strongest
+ * baseline), `dynamic` the pool's executor; `arrangements` has all four.
+ *
  * Reports images/s at batch 128, 16 and 1, batch-1 latency p50 / p99, the policy network's share of
  * the executor's time, accuracy and mean FLOPs of each, peak RSS, and the targets as booleans:
  *   dynamic img/s (batch 128) ≥ 0.8 × full img/s ÷ flopsRatio;
@@ -23,7 +28,8 @@ import * as ort from 'onnxruntime-node';
 import { loadAnyCheckpoint } from '../src/checkpoint/store.js';
 import { loadCifar10 } from '../src/data/cifar.js';
 import { BlockdropError } from '../src/errors.js';
-import { BlockDropModel, type KernelChoice, type Strategy } from '../src/executor/model.js';
+import { BlockDropModel, type BlockDropPredictor, type KernelChoice, type Strategy } from '../src/executor/model.js';
+import { BlockDropPool } from '../src/executor/pool.js';
 import { exportBlockDrop } from '../src/export/onnx.js';
 import { policyArchFor } from '../src/models/config.js';
 import { loadBackbone } from '../src/models/load.js';
@@ -42,6 +48,8 @@ export interface InferenceBenchOptions {
   readonly seed: number;
   readonly limit?: number;
   readonly threads: number;
+  /** Workers of the pool arrangement (one ORT thread each). */
+  readonly workers: number;
   readonly strategy: Strategy;
   readonly kernels: KernelChoice;
   /** ORT worker threads spin while idle (default: the executor's choice). */
@@ -55,7 +63,7 @@ export interface InferenceBenchOptions {
 }
 
 const USAGE = `usage: node dist/bench/inference.js [--json] [--limit N] [--keep-rate p] [--seed n] [--policy file]
-  [--weights file] [--arch preset] [--threads n] [--strategy auto|gather|branch|per-block|path]
+  [--weights file] [--arch preset] [--threads n] [--workers n] [--strategy auto|gather|branch|per-block|path]
   [--kernels auto|nchwc|portable] [--spinning on|off] [--rounds n] [--timing-images n] [--latency-images n]`;
 
 export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptions & { json: boolean } {
@@ -70,6 +78,7 @@ export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptio
       seed: { type: 'string', default: '0' },
       limit: { type: 'string' },
       threads: { type: 'string', default: '2' },
+      workers: { type: 'string', default: '2' },
       strategy: { type: 'string', default: 'auto' },
       kernels: { type: 'string', default: 'auto' },
       spinning: { type: 'string' },
@@ -107,6 +116,7 @@ export function parseInferenceArgs(argv: readonly string[]): InferenceBenchOptio
     seed: int('seed', values.seed, 0)!,
     ...(values.limit ? { limit: int('limit', values.limit, 1)! } : {}),
     threads: int('threads', values.threads, 1)!,
+    workers: int('workers', values.workers, 1)!,
     strategy: values.strategy as Strategy,
     kernels: values.kernels as KernelChoice,
     ...(values.spinning ? { spinning: values.spinning === 'on' } : {}),
@@ -145,15 +155,22 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
   try {
     log(`exporting ${backbone.preset} (${backbone.source}) to ONNX …`);
     await exportBlockDrop({ arch, normalization: backbone.normalization, resnet: backbone.tensors, policy: policyTensors, outDir: dir });
-    const model = await BlockDropModel.load(dir, {
-      threads: o.threads,
+    const common = {
       strategy: o.strategy,
       kernels: o.kernels,
       seed: o.seed,
       ...(o.spinning !== undefined ? { spinning: o.spinning } : {}),
       ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}),
-    });
-    log(`executor: ${model.info.kernels} kernels${model.info.kernelNote ? ` (${model.info.kernelNote})` : ''}, ${model.info.threads} threads`);
+    };
+    // Two arrangements of the same sessions, both measured in this run: one process with ORT's intra-op threads,
+    // and a pool of single-threaded workers that split each batch. The full network's figure is the faster of
+    // the two; the executor's is the pool's (the default of `blockdrop run`, `predict` and `eval`).
+    const single = await BlockDropModel.load(dir, { ...common, threads: o.threads });
+    const pool = await BlockDropPool.load(dir, { ...common, workers: o.workers });
+    const arrangements: Record<Arrangement, BlockDropPredictor> = { singleProcess: single, workers: pool };
+    const model = pool;
+    log(`executor: ${pool.info.kernels} kernels${pool.info.kernelNote ? ` (${pool.info.kernelNote})` : ''}; ` +
+      `single process with ${single.info.threads} threads vs ${pool.info.workers} workers × 1 thread`);
 
     const test = loadCifar10({ split: 'test' });
     const count = Math.min(o.limit ?? test.count, test.count);
@@ -162,10 +179,12 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
     const labels = test.labels.subarray(0, count);
     const fullFlops = model.manifest.flops.full;
 
-    // Accuracy and FLOPs on every image (also the warm-up of both batch-128 sessions).
+    // Accuracy and FLOPs on every image (also the warm-up of the batch-128 sessions).
     log(`accuracy pass over ${count} test images …`);
     const fullPred = await model.predictFull(images, { batchSize: 128 });
     const dynPred = await model.predict(images, { batchSize: 128 });
+    await single.predictFull(images.subarray(0, 256 * per), { batchSize: 128 });
+    await single.predict(images.subarray(0, 256 * per), { batchSize: 128 });
     const accuracy = (classes: Int32Array) => classes.reduce((s, c, i) => s + (c === labels[i] ? 1 : 0), 0) / count;
     const paths = new Set<string>();
     for (let i = 0; i < count; i++) paths.add(dynPred.keep.subarray(i * model.K, (i + 1) * model.K).join(''));
@@ -174,74 +193,106 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
 
     const timingCount = Math.min(o.timingImages, count);
     const timingImages = images.subarray(0, timingCount * per);
-    const throughput = async (batch: number) => {
-      const full: number[] = [];
-      const dyn: number[] = [];
+    type Rates = Record<Arrangement, { full: number; dynamic: number }>;
+    const throughput = async (batch: number): Promise<{ rates: Rates; policy: number; pairedSpeedup: number }> => {
+      const samples: Record<Arrangement, { full: number[]; dynamic: number[] }> = {
+        singleProcess: { full: [], dynamic: [] },
+        workers: { full: [], dynamic: [] },
+      };
       const pol: number[] = [];
+      const ratio: number[] = [];
       const n = batch === 16 ? Math.min(timingCount, 1280) : timingCount;
       const subset = timingImages.subarray(0, n * per);
-      // Warm-up at this batch size, then interleaved rounds.
-      await model.predictFull(subset.subarray(0, batch * 2 * per), { batchSize: batch });
-      await model.predict(subset.subarray(0, batch * 2 * per), { batchSize: batch });
-      await policyOnly(model, subset.subarray(0, batch * 2 * per), batch);
-      // Paired rounds: on a shared machine the load drifts; a ratio within one round cancels most of it.
-      const ratio: number[] = [];
-      for (let r = 0; r < o.rounds; r++) {
-        full.push(n / ((await timeMs(() => model.predictFull(subset, { batchSize: batch }))) / 1000));
-        dyn.push(n / ((await timeMs(() => model.predict(subset, { batchSize: batch }))) / 1000));
-        pol.push(n / ((await timeMs(() => policyOnly(model, subset, batch))) / 1000));
-        ratio.push(dyn[r]! / full[r]!);
+      const warm = subset.subarray(0, batch * 2 * per);
+      for (const m of Object.values(arrangements)) {
+        await m.predictFull(warm, { batchSize: batch });
+        await m.predict(warm, { batchSize: batch });
       }
-      return { full: median(full), dynamic: median(dyn), policy: median(pol), pairedSpeedup: median(ratio) };
+      await policyOnly(model, warm, batch);
+      // Interleaved rounds: on a shared machine the load drifts; ratios within one round cancel most of it.
+      for (let r = 0; r < o.rounds; r++) {
+        for (const [name, m] of Object.entries(arrangements) as [Arrangement, BlockDropPredictor][]) {
+          samples[name].full.push(n / ((await timeMs(() => runBatches(m, 'full', subset, batch))) / 1000));
+          samples[name].dynamic.push(n / ((await timeMs(() => runBatches(m, 'dynamic', subset, batch))) / 1000));
+        }
+        pol.push(n / ((await timeMs(() => policyOnly(model, subset, batch))) / 1000));
+        const bestFull = Math.max(samples.singleProcess.full[r]!, samples.workers.full[r]!);
+        ratio.push(samples.workers.dynamic[r]! / bestFull);
+      }
+      const rates = {} as Rates;
+      for (const name of Object.keys(samples) as Arrangement[]) {
+        rates[name] = { full: median(samples[name].full), dynamic: median(samples[name].dynamic) };
+      }
+      return { rates, policy: median(pol), pairedSpeedup: median(ratio) };
     };
-    log(`throughput at batch 128 (${o.rounds} rounds × ${timingCount} images) …`);
+    log(`throughput at batch 128 (${o.rounds} rounds × ${timingCount} images, both arrangements) …`);
     const t128 = await throughput(128);
     log(`throughput at batch 16 …`);
     const t16 = await throughput(16);
 
     log(`latency at batch 1 (${Math.min(o.latencyImages, count)} images per mode) …`);
     const latencyCount = Math.min(o.latencyImages, count);
-    const fullLat: number[] = [];
-    const dynLat: number[] = [];
+    const latency: Record<Arrangement, { full: number[]; dynamic: number[] }> = {
+      singleProcess: { full: [], dynamic: [] },
+      workers: { full: [], dynamic: [] },
+    };
     const polLat: number[] = [];
     const one = (i: number) => images.subarray(i * per, (i + 1) * per);
     for (let i = 0; i < Math.min(50, latencyCount); i++) {
-      await model.predictFull(one(i));
-      await model.predict(one(i));
+      for (const m of Object.values(arrangements)) {
+        await m.predictFull(one(i));
+        await m.predict(one(i));
+      }
       await model.policyProbabilities(one(i));
     }
-    const chunk = 20; // interleave finely: load changes on a shared machine hit both modes alike
+    const chunk = 20; // interleave finely: load changes on a shared machine hit every mode alike
     for (let start = 0; start < latencyCount; start += chunk) {
       const end = Math.min(latencyCount, start + chunk);
-      for (let i = start; i < end; i++) fullLat.push(await timeMs(() => model.predictFull(one(i))));
-      for (let i = start; i < end; i++) dynLat.push(await timeMs(() => model.predict(one(i))));
+      for (const [name, m] of Object.entries(arrangements) as [Arrangement, BlockDropPredictor][]) {
+        for (let i = start; i < end; i++) latency[name].full.push(await timeMs(() => m.predictFull(one(i))));
+        for (let i = start; i < end; i++) latency[name].dynamic.push(await timeMs(() => m.predict(one(i))));
+      }
       for (let i = start; i < end; i++) polLat.push(await timeMs(() => model.policyProbabilities(one(i))));
     }
 
+    const byArrangement = {} as Record<Arrangement, Record<'full' | 'dynamic', Record<string, number>>>;
+    for (const name of Object.keys(arrangements) as Arrangement[]) {
+      const mode = (which: 'full' | 'dynamic') => ({
+        imagesPerSecond: round(t128.rates[name][which], 1),
+        imagesPerSecondBatch16: round(t16.rates[name][which], 1),
+        imagesPerSecondBatch1: round(1000 / mean(latency[name][which]), 1),
+        latencyP50Ms: round(median(latency[name][which]), 4),
+        latencyP99Ms: round(percentile(latency[name][which], 0.99), 4),
+      });
+      byArrangement[name] = { full: mode('full'), dynamic: mode('dynamic') };
+    }
+    const bestOf = (key: string, better: (a: number, b: number) => number) =>
+      better(byArrangement.singleProcess.full[key]!, byArrangement.workers.full[key]!);
     const full: ModeResult = {
-      imagesPerSecond: round(t128.full, 1),
-      imagesPerSecondBatch16: round(t16.full, 1),
-      imagesPerSecondBatch1: round(1000 / mean(fullLat), 1),
-      latencyP50Ms: round(median(fullLat), 4),
-      latencyP99Ms: round(percentile(fullLat, 0.99), 4),
+      imagesPerSecond: bestOf('imagesPerSecond', Math.max),
+      imagesPerSecondBatch16: bestOf('imagesPerSecondBatch16', Math.max),
+      imagesPerSecondBatch1: bestOf('imagesPerSecondBatch1', Math.max),
+      latencyP50Ms: bestOf('latencyP50Ms', Math.min),
+      latencyP99Ms: bestOf('latencyP99Ms', Math.min),
       accuracy: round(accuracy(fullPred.classes), 4),
       meanFlops: fullFlops,
     };
+    const pooled = byArrangement.workers.dynamic;
     const dynamic = {
-      imagesPerSecond: round(t128.dynamic, 1),
-      imagesPerSecondBatch16: round(t16.dynamic, 1),
-      imagesPerSecondBatch1: round(1000 / mean(dynLat), 1),
-      latencyP50Ms: round(median(dynLat), 4),
-      latencyP99Ms: round(percentile(dynLat, 0.99), 4),
+      imagesPerSecond: pooled['imagesPerSecond']!,
+      imagesPerSecondBatch16: pooled['imagesPerSecondBatch16']!,
+      imagesPerSecondBatch1: pooled['imagesPerSecondBatch1']!,
+      latencyP50Ms: pooled['latencyP50Ms']!,
+      latencyP99Ms: pooled['latencyP99Ms']!,
       accuracy: round(accuracy(dynPred.classes), 4),
       meanFlops: round(dynFlops, 0),
       flopsRatio: round(flopsRatio, 4),
       meanBlocks: round(mean(dynPred.blocksUsed), 3),
       distinctPaths: paths.size,
       policyShareOfTime: {
-        batch128: round(t128.dynamic / t128.policy, 3),
-        batch16: round(t16.dynamic / t16.policy, 3),
-        batch1: round(median(polLat) / median(dynLat), 3),
+        batch128: round(t128.rates.workers.dynamic / t128.policy, 3),
+        batch16: round(t16.rates.workers.dynamic / t16.policy, 3),
+        batch1: round(median(polLat) / median(latency.workers.dynamic), 3),
       },
       policyFlopsShare: round((model.manifest.flops.policy ?? 0) / dynFlops, 3),
     };
@@ -260,9 +311,10 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
         timingImages: timingCount,
         latencyImages: latencyCount,
         rounds: o.rounds,
-        threads: model.info.threads,
+        threads: single.info.threads,
+        workers: pool.info.workers,
         strategy: o.strategy,
-        kernels: model.info.kernels,
+        kernels: pool.info.kernels,
         spinning: o.spinning ?? 'default',
         onnxruntime: ort.env.versions.common,
         node: process.version,
@@ -270,12 +322,14 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       },
       full,
       dynamic,
+      arrangements: byArrangement,
       speedup: {
         batch128: round(dynamic.imagesPerSecond / full.imagesPerSecond, 3),
         batch128PairedMedian: round(t128.pairedSpeedup, 3),
         batch16: round(dynamic.imagesPerSecondBatch16 / full.imagesPerSecondBatch16, 3),
         batch16PairedMedian: round(t16.pairedSpeedup, 3),
         batch1P50: round(full.latencyP50Ms / dynamic.latencyP50Ms, 3),
+        singleProcessBatch128: round(t128.rates.singleProcess.dynamic / t128.rates.singleProcess.full, 3),
         ideal: round(1 / flopsRatio, 3),
       },
       peakRssMb: round(peakRssMb(), 1),
@@ -286,15 +340,28 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
         required: { dynamicImagesPerSecond: round(requiredIps, 1), dynamicLatencyP50Ms: round(requiredP50, 4) },
       },
     };
-    await model.release();
+    await single.release();
+    await pool.release();
     return result;
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
+type Arrangement = 'singleProcess' | 'workers';
+
+/** `images` through the full network or the executor, `batch` images per call (as a deployment would call it). */
+async function runBatches(model: BlockDropPredictor, mode: 'full' | 'dynamic', images: Uint8Array, batch: number): Promise<void> {
+  const per = 32 * 32 * 3;
+  for (let start = 0; start * per < images.length; start += batch) {
+    const x = images.subarray(start * per, Math.min(images.length, (start + batch) * per));
+    if (mode === 'full') await model.predictFull(x, { batchSize: batch });
+    else await model.predict(x, { batchSize: batch });
+  }
+}
+
 /** The policy network alone over `images` in batches (for its share of the executor's time). */
-async function policyOnly(model: BlockDropModel, images: Uint8Array, batch: number): Promise<void> {
+async function policyOnly(model: BlockDropPredictor, images: Uint8Array, batch: number): Promise<void> {
   const per = 32 * 32 * 3;
   for (let start = 0; start * per < images.length; start += batch) {
     await model.policyProbabilities(images.subarray(start * per, Math.min(images.length, (start + batch) * per)));

@@ -4,7 +4,7 @@
  * included), distinct paths and images/s, streamed batch by batch with bounded memory.
  */
 import { BlockdropError } from '../errors.js';
-import type { BlockDropModel } from '../executor/model.js';
+import type { BlockDropPredictor } from '../executor/model.js';
 import { meanStd } from './evaluate.js';
 import { imageFolderBatches, RESIZE_SIZE, CROP_SIZE, type ImageFolderIndex, type ImageTransform } from '../data/imagefolder.js';
 
@@ -56,7 +56,7 @@ export function evalTransformFor(side: number): ImageTransform {
   return { kind: 'eval', resize: side === CROP_SIZE ? RESIZE_SIZE : side <= 32 ? side : Math.round((side * RESIZE_SIZE) / CROP_SIZE), crop: side };
 }
 
-export async function evaluateImageFolder(model: BlockDropModel, index: ImageFolderIndex, options: FolderEvalOptions = {}): Promise<FolderEvaluation> {
+export async function evaluateImageFolder(model: BlockDropPredictor, index: ImageFolderIndex, options: FolderEvalOptions = {}): Promise<FolderEvaluation> {
   const side = model.manifest.architecture.inputSize;
   const numClasses = model.manifest.architecture.numClasses;
   const { map, kind } = folderLabelMap(index.classes, model.manifest.classNames, numClasses);

@@ -43,16 +43,15 @@ function assertFiniteImages(images: Float32Array, perImage: number): void {
 }
 
 /**
- * Uint8Array: N×H×W×3 RGB pixels (0–255), HWC, normalised here.
- * Float32Array: already normalised, NHWC (default, what `normalizeBatch` returns) or NCHW.
- * Returns the NCHW float32 batch and N.
+ * Checks a batch of images against the model's input size (type, shape, whole images, finite values) and
+ * returns the image count and layout: the validation of `toNchwInput`, for callers that pass the raw batch on
+ * (e.g. `BlockDropPool` splits it between workers).
  */
-export function toNchwInput(
+export function checkImageBatch(
   images: Uint8Array | Float32Array,
   side: number,
-  normalization: Normalization,
   options: ImageInputOptions = {},
-): { data: Float32Array; count: number } {
+): { count: number; layout: ImageLayout } {
   const isUint8 = images instanceof Uint8Array;
   if (!isUint8 && !(images instanceof Float32Array)) {
     throw new BlockdropError('images must be a Uint8Array (N×H×W×3 RGB pixels) or a Float32Array (normalised)');
@@ -78,8 +77,24 @@ export function toNchwInput(
         `(${perImage} values per image)`,
     );
   }
-  const count = images.length / perImage;
   if (!isUint8) assertFiniteImages(images as Float32Array, perImage);
+  return { count: images.length / perImage, layout };
+}
+
+/**
+ * Uint8Array: N×H×W×3 RGB pixels (0–255), HWC, normalised here.
+ * Float32Array: already normalised, NHWC (default, what `normalizeBatch` returns) or NCHW.
+ * Returns the NCHW float32 batch and N.
+ */
+export function toNchwInput(
+  images: Uint8Array | Float32Array,
+  side: number,
+  normalization: Normalization,
+  options: ImageInputOptions = {},
+): { data: Float32Array; count: number } {
+  const { count, layout } = checkImageBatch(images, side, options);
+  const isUint8 = images instanceof Uint8Array;
+  const perImage = side * side * 3;
   const hw = side * side;
   if (!isUint8 && layout === 'nchw') return { data: images as Float32Array, count };
   const out = new Float32Array(images.length);

@@ -62,8 +62,13 @@ export interface LoadOptions {
 }
 
 export interface PredictOptions extends ImageInputOptions {
-  /** Explicit keep masks, N×K (1 = execute block); the policy is not run. */
+  /** Explicit keep masks, N×K (1 = execute block); the policy is not run (unless `chargePolicy`). */
   readonly keep?: Uint8Array;
+  /**
+   * With explicit `keep` masks: still run the policy network (its decisions are replaced), so that time and
+   * FLOPs include it. How `BlockDropPool` hands its workers the synthetic decisions it drew. Default false.
+   */
+  readonly chargePolicy?: boolean;
   readonly batchSize?: number;
   readonly strategy?: Strategy;
 }
@@ -87,6 +92,8 @@ export interface ExecutorInfo {
   /** Why the portable kernels are used, if they are. */
   readonly kernelNote: string;
   readonly threads: number;
+  /** Worker threads, each with its own sessions (`BlockDropPool`); 0 = this process runs the sessions. */
+  readonly workers: number;
   readonly hasPolicy: boolean;
   readonly decisions: 'policy' | 'synthetic' | 'explicit-only';
 }
@@ -134,7 +141,27 @@ function asUint8(data: ort.Tensor['data']): Uint8Array {
   return Uint8Array.from(data as ArrayLike<number>, (v) => (v ? 1 : 0));
 }
 
-export class BlockDropModel {
+/** Bernoulli(keepRate) decisions, drawn in image-major order (so any split of a batch draws the same masks). */
+export function syntheticKeep(rng: Rng, values: number, keepRate: number): Uint8Array {
+  const keep = new Uint8Array(values);
+  for (let i = 0; i < values; i++) keep[i] = rng.next() < keepRate ? 1 : 0;
+  return keep;
+}
+
+/** What every BlockDrop executor offers: one process (`BlockDropModel`) or a pool of workers (`BlockDropPool`). */
+export interface BlockDropPredictor {
+  readonly manifest: BlockDropManifest;
+  readonly info: ExecutorInfo;
+  /** Residual blocks (policy outputs). */
+  readonly K: number;
+  readonly numClasses: number;
+  predict(images: Uint8Array | Float32Array, options?: PredictOptions): Promise<Prediction>;
+  predictFull(images: Uint8Array | Float32Array, options?: ImageInputOptions & { batchSize?: number }): Promise<Prediction>;
+  policyProbabilities(images: Uint8Array | Float32Array, options?: ImageInputOptions): Promise<Float32Array>;
+  release(): Promise<void>;
+}
+
+export class BlockDropModel implements BlockDropPredictor {
   readonly manifest: BlockDropManifest;
   readonly info: ExecutorInfo;
   /** Residual blocks (policy outputs). */
@@ -234,7 +261,7 @@ export class BlockDropModel {
       ops,
       policyOps,
       options,
-      info: { kernels, kernelNote, threads, hasPolicy: !!policy, decisions },
+      info: { kernels, kernelNote, threads, workers: 0, hasPolicy: !!policy, decisions },
     });
   }
 
@@ -316,7 +343,10 @@ export class BlockDropModel {
     const K = this.K;
     const logits = new Float32Array(count * C);
     const keep = new Uint8Array(count * K);
-    const runPolicy = decisions.kind === 'policy' || (decisions.kind === 'synthetic' && !!this.policy && this.options.chargePolicy !== false);
+    const runPolicy =
+      decisions.kind === 'policy' ||
+      (decisions.kind === 'synthetic' && !!this.policy && this.options.chargePolicy !== false) ||
+      (decisions.kind === 'explicit' && !!this.policy && options.chargePolicy === true);
     const policyProbabilities = runPolicy ? new Float32Array(count * K) : null;
     const per = 3 * this.manifest.architecture.inputSize ** 2;
     for (let start = 0; start < count; start += batch) {

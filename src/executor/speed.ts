@@ -4,7 +4,7 @@
  * both see the same machine load. What `blockdrop run` reports; `npm run bench -- inference` is the thorough
  * version (several batch sizes, latency percentiles, peak RSS).
  */
-import type { BlockDropModel } from './model.js';
+import type { BlockDropPredictor } from './model.js';
 
 export interface SpeedOptions {
   /** Images per `predict` call (default 128). */
@@ -34,7 +34,7 @@ function median(values: readonly number[]): number {
 }
 
 /** Times `model.predictFull` and `model.predict` on `count` uint8 HWC images (interleaved rounds, medians). */
-export async function measureSpeedup(model: BlockDropModel, images: Uint8Array, count: number, options: SpeedOptions = {}): Promise<SpeedMeasurement> {
+export async function measureSpeedup(model: BlockDropPredictor, images: Uint8Array, count: number, options: SpeedOptions = {}): Promise<SpeedMeasurement> {
   const batchSize = options.batchSize ?? 128;
   const rounds = Math.max(1, options.rounds ?? 5);
   if (!(count > 0)) throw new RangeError('measureSpeedup needs at least one image');

@@ -7,6 +7,7 @@ import { evaluateImageFolder } from '../../eval/folder.js';
 import { BlockdropError } from '../../errors.js';
 import { exportBlockDrop } from '../../export/onnx.js';
 import { BlockDropModel } from '../../executor/model.js';
+import { BlockDropPool } from '../../executor/pool.js';
 import { CIFAR10_CLASSES, blockCount } from '../../models/config.js';
 import { loadBackbone } from '../../models/load.js';
 import { loadPolicyWeights } from '../../train/index.js';
@@ -101,7 +102,7 @@ export function registerDeploy(program: Command): void {
     .option('--json', 'print one JSON object on stdout')
     .action(async (dir: string, folder: string, opts: { limit?: number; batchSize: number; keepRate?: number; skipUnreadable?: boolean; json?: boolean }) => {
       const index = scanImageFolder(folder);
-      const model = await BlockDropModel.load(dir, { keepRate: opts.keepRate });
+      const model = await BlockDropPool.load(dir, { keepRate: opts.keepRate });
       const total = Math.min(index.samples.length, opts.limit ?? Infinity);
       const bar = progressBar('eval', total);
       try {
