@@ -10,8 +10,8 @@
  *
  * Both arrangements of the sessions are measured in the same run: one process with --threads intra-op threads
  * (`BlockDropModel`), and --workers worker threads with one ORT thread each that split every batch
- * (`BlockDropPool`). `full` is the faster arrangement of the full network at each batch size (the strongest
- * baseline), `dynamic` the pool's executor; `arrangements` has all four.
+ * (`BlockDropPool`). Every figure of `full` and of `dynamic` is the better arrangement's (so the executor is
+ * compared with the strongest baseline); `arrangements` has all four.
  *
  * Reports images/s at batch 128, 16 and 1, batch-1 latency p50 / p99, the policy network's share of
  * the executor's time, accuracy and mean FLOPs of each, peak RSS, and the targets as booleans:
@@ -163,8 +163,7 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}),
     };
     // Two arrangements of the same sessions, both measured in this run: one process with ORT's intra-op threads,
-    // and a pool of single-threaded workers that split each batch. The full network's figure is the faster of
-    // the two; the executor's is the pool's (the default of `blockdrop run`, `predict` and `eval`).
+    // and a pool of single-threaded workers that split each batch. Each reported figure is the better of the two.
     const single = await BlockDropModel.load(dir, { ...common, threads: o.threads });
     const pool = await BlockDropPool.load(dir, { ...common, workers: o.workers });
     const arrangements: Record<Arrangement, BlockDropPredictor> = { singleProcess: single, workers: pool };
@@ -216,8 +215,8 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
           samples[name].dynamic.push(n / ((await timeMs(() => runBatches(m, 'dynamic', subset, batch))) / 1000));
         }
         pol.push(n / ((await timeMs(() => policyOnly(model, subset, batch))) / 1000));
-        const bestFull = Math.max(samples.singleProcess.full[r]!, samples.workers.full[r]!);
-        ratio.push(samples.workers.dynamic[r]! / bestFull);
+        const best = (which: 'full' | 'dynamic') => Math.max(samples.singleProcess[which][r]!, samples.workers[which][r]!);
+        ratio.push(best('dynamic') / best('full'));
       }
       const rates = {} as Rates;
       for (const name of Object.keys(samples) as Arrangement[]) {
@@ -266,31 +265,26 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       });
       byArrangement[name] = { full: mode('full'), dynamic: mode('dynamic') };
     }
-    const bestOf = (key: string, better: (a: number, b: number) => number) =>
-      better(byArrangement.singleProcess.full[key]!, byArrangement.workers.full[key]!);
-    const full: ModeResult = {
-      imagesPerSecond: bestOf('imagesPerSecond', Math.max),
-      imagesPerSecondBatch16: bestOf('imagesPerSecondBatch16', Math.max),
-      imagesPerSecondBatch1: bestOf('imagesPerSecondBatch1', Math.max),
-      latencyP50Ms: bestOf('latencyP50Ms', Math.min),
-      latencyP99Ms: bestOf('latencyP99Ms', Math.min),
-      accuracy: round(accuracy(fullPred.classes), 4),
-      meanFlops: fullFlops,
-    };
-    const pooled = byArrangement.workers.dynamic;
+    // Each figure is the better arrangement's, for the full network and the executor alike.
+    const bestOf = (which: 'full' | 'dynamic', key: string, better: (a: number, b: number) => number) =>
+      better(byArrangement.singleProcess[which][key]!, byArrangement.workers[which][key]!);
+    const bestFigures = (which: 'full' | 'dynamic') => ({
+      imagesPerSecond: bestOf(which, 'imagesPerSecond', Math.max),
+      imagesPerSecondBatch16: bestOf(which, 'imagesPerSecondBatch16', Math.max),
+      imagesPerSecondBatch1: bestOf(which, 'imagesPerSecondBatch1', Math.max),
+      latencyP50Ms: bestOf(which, 'latencyP50Ms', Math.min),
+      latencyP99Ms: bestOf(which, 'latencyP99Ms', Math.min),
+    });
+    const full: ModeResult = { ...bestFigures('full'), accuracy: round(accuracy(fullPred.classes), 4), meanFlops: fullFlops };
     const dynamic = {
-      imagesPerSecond: pooled['imagesPerSecond']!,
-      imagesPerSecondBatch16: pooled['imagesPerSecondBatch16']!,
-      imagesPerSecondBatch1: pooled['imagesPerSecondBatch1']!,
-      latencyP50Ms: pooled['latencyP50Ms']!,
-      latencyP99Ms: pooled['latencyP99Ms']!,
+      ...bestFigures('dynamic'),
       accuracy: round(accuracy(dynPred.classes), 4),
       meanFlops: round(dynFlops, 0),
       flopsRatio: round(flopsRatio, 4),
       meanBlocks: round(mean(dynPred.blocksUsed), 3),
       distinctPaths: paths.size,
       policyShareOfTime: {
-        batch128: round(t128.rates.workers.dynamic / t128.policy, 3),
+        batch128: round(t128.rates.workers.dynamic / t128.policy, 3), // the pool's executor and the pool's policy
         batch16: round(t16.rates.workers.dynamic / t16.policy, 3),
         batch1: round(median(polLat) / median(latency.workers.dynamic), 3),
       },

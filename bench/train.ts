@@ -1,20 +1,25 @@
 /**
  * Training-step benchmark, both engines in one run (issue 9):
  *
- *   npm run bench -- train [--json] [--steps N] [--batch B] [--tfjs-stage2-batch B] [--weights file]
+ *   npm run bench -- train [--json] [--steps N] [--batch B] [--tfjs-stage2-batch B] [--weights file] [--train-workers n]
  *
  * Real CIFAR-10 training batches (augmented and normalised as the trainer does), BlockDrop's ResNet-32 and a
  * ResNet-8 policy (random init: the step's cost does not depend on what the policy learned).
  * - stage 1: one full step (policy forward + backward, the two frozen-ResNet reward passes through the ONNX
  *   executor, REINFORCE, Adam), ONNX Runtime training engine vs the TensorFlow.js one;
  * - stage 2: one joint step (ResNet-32 greedy + sampled passes in train mode, its backward, the policy's).
- * Reports images/s (median step), CPU use (process CPU time / wall time, in cores), peak RSS sampled during the
- * ONNX stage-2 steps, and the ONNX/tfjs ratios. The tfjs engine's stage 2 runs at a smaller batch by default (its
+ * The ONNX engine runs as training does by default (--train-workers 0: one worker thread per core, each batch split
+ * between them) and, for the ratio, in one process with ORT's intra-op threads (`onnxOneProcess`).
+ * Every measurement runs in its own child process (`--only stage:engine:workers`), so its peak RSS (the process's
+ * maximum resident set, worker threads included) is its own. Reports images/s (median step), CPU use (process CPU
+ * time / wall time, in cores), peak RSS, and the ONNX/tfjs ratios. The tfjs engine's stage 2 runs at a smaller batch by default (its
  * wasm heap is capped at 4 GB); its rate is per image.
  */
+import { execFile } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { parseArgs, promisify } from 'node:util';
 import { initBackend } from '../src/backend/index.js';
 import { batchLabels, EpochSampler, normalizeBatch } from '../src/data/batches.js';
 import { loadCifar10, type ImageSet } from '../src/data/cifar.js';
@@ -28,7 +33,9 @@ import { createTrainModules, type TrainEngine } from '../src/train/engine.js';
 import { createRewardOracle, type RewardOracle } from '../src/train/models.js';
 import { blockDropStep } from '../src/train/step.js';
 import { Rng } from '../src/util/rng.js';
-import { load1, median, round, runIfScript } from './stats.js';
+import { load1, median, peakRssMb, round, runIfScript } from './stats.js';
+
+const execFileAsync = promisify(execFile);
 
 const DEFAULT_WEIGHTS = join(weightsDir, 'blockdrop_R32_C10_pk_E_164_A_0.923.t7');
 
@@ -64,6 +71,7 @@ async function measureStage(options: {
   weights: Awaited<ReturnType<typeof loadBackbone>>;
   oracle?: RewardOracle;
   train: ImageSet;
+  workers?: number;
   log: (m: string) => void;
 }): Promise<StageResult> {
   const { stage, engine, batch, weights } = options;
@@ -74,7 +82,12 @@ async function measureStage(options: {
   const policy = PolicyNetwork.init(arch, 1);
   const params = [...policy.variables(), ...(stage === 2 ? resnet.variables() : [])];
   const optimizer = new Adam(params, { lr: stage === 1 ? 1e-3 : 1e-4 });
-  const modules = await createTrainModules(engine, policy, stage === 2 ? resnet : undefined, { k, side: 32, log: options.log });
+  const modules = await createTrainModules(engine, policy, stage === 2 ? resnet : undefined, {
+    k,
+    side: 32,
+    log: options.log,
+    ...(options.workers ? { workers: options.workers } : {}),
+  });
   const seed = new Rng(0);
   const sampler = new EpochSampler(train.count, batch, seed);
   const augmentRng = new Rng(1);
@@ -135,6 +148,57 @@ async function measureStage(options: {
   };
 }
 
+/** One measurement, `--only stage:engine:workers`, run in a child process: its peak RSS is its own. */
+type Measurement = { stage: 1 | 2; engine: Exclude<TrainEngine, 'auto'>; workers: number; batch: number; steps: number };
+
+async function measureInChild(m: Measurement, weights: string, log: (line: string) => void): Promise<StageResult> {
+  const args = [
+    fileURLToPath(import.meta.url),
+    '--only',
+    `${m.stage}:${m.engine}:${m.workers}`,
+    '--batch',
+    String(m.batch),
+    '--steps',
+    String(m.steps),
+    '--weights',
+    weights,
+  ];
+  const { stdout } = await execFileAsync(process.execPath, args, { maxBuffer: 1 << 20 });
+  const result = JSON.parse(stdout) as StageResult;
+  log(`stage ${m.stage}, ${m.engine}${m.engine === 'onnx' ? ` (${m.workers === 1 ? 'one process' : `${m.workers} workers`})` : ''}: ` +
+    `${result.imagesPerSecond} img/s, ${result.cpuCores} cores, peak RSS ${result.peakRssMb} MB`);
+  return result;
+}
+
+async function measureOnly(spec: string, batch: number, steps: number, weightsPath: string): Promise<void> {
+  const [stageText, engine, workersText] = spec.split(':');
+  const stage = Number(stageText) as 1 | 2;
+  await initBackend('wasm');
+  const weights = await loadBackbone(weightsPath);
+  const train = loadCifar10({ split: 'train' });
+  const log = (m: string): void => void process.stderr.write(`${m}\n`);
+  const frozen = stage === 1 ? ResNet.fromWeights(weights.arch, weights.tensors) : undefined;
+  const oracle = frozen ? await createRewardOracle('onnx', frozen, weights, log) : undefined;
+  try {
+    const result = await measureStage({
+      stage,
+      engine: engine as Exclude<TrainEngine, 'auto'>,
+      batch,
+      steps,
+      weights,
+      ...(oracle ? { oracle } : {}),
+      train,
+      workers: Number(workersText),
+      log,
+    });
+    process.stdout.write(JSON.stringify({ ...result, peakRssMb: Math.round(Math.max(result.peakRssMb, peakRssMb())) }));
+  } finally {
+    oracle?.dispose();
+    frozen?.dispose();
+  }
+  process.exit(0); // worker threads and ORT pools end with the process
+}
+
 export async function main(argv: readonly string[]): Promise<void> {
   const { values } = parseArgs({
     args: [...argv],
@@ -146,64 +210,58 @@ export async function main(argv: readonly string[]): Promise<void> {
       'tfjs-steps': { type: 'string', default: '2' },
       weights: { type: 'string', default: DEFAULT_WEIGHTS },
       'skip-tfjs': { type: 'boolean', default: false },
+      'train-workers': { type: 'string', default: '0' },
+      only: { type: 'string' },
     },
   });
+  const batch = Number(values.batch);
+  const steps = Number(values.steps);
+  const weights = resolve(values.weights!);
+  if (values.only) return measureOnly(values.only, batch, steps, weights);
   const json = values.json;
   const log = (m: string): void => {
     if (!json) process.stderr.write(`${m}\n`);
   };
-  await initBackend('wasm');
-  const weights = await loadBackbone(resolve(values.weights));
-  const batch = Number(values.batch);
-  const steps = Number(values.steps);
   const tfjsSteps = Number(values['tfjs-steps']);
-  const frozen = ResNet.fromWeights(weights.arch, weights.tensors);
-  const oracle = await createRewardOracle('onnx', frozen, weights, log);
-  const train = loadCifar10({ split: 'train' });
+  const workers = Number(values['train-workers']) || availableParallelism();
   const load = load1();
-  let result: Record<string, unknown>;
-  try {
-    const stage1 = await measureStage({ stage: 1, engine: 'onnx', batch, steps, weights, oracle, train, log });
-    log(`stage 1, ONNX engine: ${stage1.imagesPerSecond} img/s, ${stage1.cpuCores} cores`);
-    const stage1Tfjs = values['skip-tfjs'] ? undefined : await measureStage({ stage: 1, engine: 'tfjs', batch, steps: tfjsSteps, weights, oracle, train, log });
-    if (stage1Tfjs) log(`stage 1, tfjs engine: ${stage1Tfjs.imagesPerSecond} img/s, ${stage1Tfjs.cpuCores} cores`);
-    const stage2 = await measureStage({ stage: 2, engine: 'onnx', batch, steps, weights, train, log });
-    log(`stage 2, ONNX engine: ${stage2.imagesPerSecond} img/s, ${stage2.cpuCores} cores, peak RSS ${stage2.peakRssMb} MB`);
-    const stage2Tfjs = values['skip-tfjs']
-      ? undefined
-      : await measureStage({ stage: 2, engine: 'tfjs', batch: Number(values['tfjs-stage2-batch']), steps: tfjsSteps, weights, train, log });
-    if (stage2Tfjs) log(`stage 2, tfjs engine: ${stage2Tfjs.imagesPerSecond} img/s, ${stage2Tfjs.cpuCores} cores`);
-    result = {
-      benchmark: 'train',
-      backbone: weights.preset,
-      batch,
-      cores: availableParallelism(),
-      loadAverage1mAtStart: round(load, 2),
-      loadAverage1mAtEnd: round(load1(), 2),
-      stage1: { ...stage1, tfjs: stage1Tfjs ?? null, speedup: stage1Tfjs ? round(stage1.imagesPerSecond / stage1Tfjs.imagesPerSecond, 2) : null },
-      stage2: { ...stage2, tfjs: stage2Tfjs ?? null, speedup: stage2Tfjs ? round(stage2.imagesPerSecond / stage2Tfjs.imagesPerSecond, 2) : null },
-      targets: {
-        stage1ImagesPerSecond: 320,
-        stage2ImagesPerSecond: 160,
-        stage2PeakRssMb: 6000,
-        stage1Met: stage1.imagesPerSecond >= 320,
-        stage2Met: stage2.imagesPerSecond >= 160,
-        rssMet: stage2.peakRssMb <= 6000,
-      },
-    };
-  } finally {
-    oracle.dispose();
-    frozen.dispose();
-  }
+  // The default engine (data-parallel workers, one per core) and the one-process engine, then TensorFlow.js; each
+  // in a fresh process, one after the other.
+  const stage1 = await measureInChild({ stage: 1, engine: 'onnx', workers, batch, steps }, weights, log);
+  const stage1OneProcess = await measureInChild({ stage: 1, engine: 'onnx', workers: 1, batch, steps }, weights, log);
+  const stage1Tfjs = values['skip-tfjs'] ? undefined : await measureInChild({ stage: 1, engine: 'tfjs', workers: 1, batch, steps: tfjsSteps }, weights, log);
+  const stage2 = await measureInChild({ stage: 2, engine: 'onnx', workers, batch, steps }, weights, log);
+  const stage2OneProcess = await measureInChild({ stage: 2, engine: 'onnx', workers: 1, batch, steps }, weights, log);
+  const stage2Tfjs = values['skip-tfjs']
+    ? undefined
+    : await measureInChild({ stage: 2, engine: 'tfjs', workers: 1, batch: Number(values['tfjs-stage2-batch']), steps: tfjsSteps }, weights, log);
+  const result = {
+    benchmark: 'train',
+    backbone: 'BlockDrop ResNet-32',
+    weights,
+    batch,
+    cores: availableParallelism(),
+    loadAverage1mAtStart: round(load, 2),
+    loadAverage1mAtEnd: round(load1(), 2),
+    trainWorkers: workers,
+    stage1: { ...stage1, onnxOneProcess: stage1OneProcess, tfjs: stage1Tfjs ?? null, speedup: stage1Tfjs ? round(stage1.imagesPerSecond / stage1Tfjs.imagesPerSecond, 2) : null },
+    stage2: { ...stage2, onnxOneProcess: stage2OneProcess, tfjs: stage2Tfjs ?? null, speedup: stage2Tfjs ? round(stage2.imagesPerSecond / stage2Tfjs.imagesPerSecond, 2) : null },
+    targets: {
+      stage1ImagesPerSecond: 320,
+      stage2ImagesPerSecond: 160,
+      stage2PeakRssMb: 6000,
+      stage1Met: stage1.imagesPerSecond >= 320,
+      stage2Met: stage2.imagesPerSecond >= 160,
+      rssMet: stage2.peakRssMb <= 6000,
+    },
+  };
   if (json) {
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     return;
   }
-  const s1 = result.stage1 as StageResult & { speedup: number | null };
-  const s2 = result.stage2 as StageResult & { speedup: number | null };
   process.stdout.write(
-    `stage 1: ${s1.imagesPerSecond} img/s (${s1.cpuCores} cores)${s1.speedup ? `, ${s1.speedup}× tfjs` : ''}\n` +
-      `stage 2: ${s2.imagesPerSecond} img/s (${s2.cpuCores} cores, peak RSS ${s2.peakRssMb} MB)${s2.speedup ? `, ${s2.speedup}× tfjs` : ''}\n`,
+    `stage 1: ${stage1.imagesPerSecond} img/s (${stage1.cpuCores} cores)${result.stage1.speedup ? `, ${result.stage1.speedup}× tfjs` : ''}\n` +
+      `stage 2: ${stage2.imagesPerSecond} img/s (${stage2.cpuCores} cores, peak RSS ${stage2.peakRssMb} MB)${result.stage2.speedup ? `, ${result.stage2.speedup}× tfjs` : ''}\n`,
   );
 }
 

@@ -11,10 +11,11 @@
  * the same seeded generator, and each worker receives its images' masks.
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { BlockdropError } from '../errors.js';
 import type { BlockDropManifest } from '../export/onnx.js';
 import { Rng } from '../util/rng.js';
+import { startWorkers, type ReadyMessage } from '../util/workers.js';
 import { checkImageBatch, type ImageInputOptions } from './input.js';
 import {
   syntheticKeep,
@@ -41,9 +42,14 @@ export type PoolReply =
   | { id: number; ok: true; result: Prediction | Float32Array | null }
   | { id: number; ok: false; message: string; blockdrop: boolean };
 
-export type PoolReady =
-  | { ready: true; manifest: BlockDropManifest; info: ExecutorInfo; K: number; numClasses: number }
-  | { ready: false; message: string; blockdrop: boolean };
+export interface PoolReadyInfo {
+  manifest: BlockDropManifest;
+  info: ExecutorInfo;
+  K: number;
+  numClasses: number;
+}
+
+export type PoolReady = ReadyMessage<PoolReadyInfo>;
 
 interface Pending {
   resolve: (value: Prediction | Float32Array | null) => void;
@@ -140,25 +146,10 @@ export class BlockDropPool implements BlockDropPredictor {
     // The workers get explicit masks for a synthetic policy (drawn here), so they load without keepRate.
     const { keepRate: _keepRate, workers: _workers, ...rest } = options;
     const workerOptions: LoadOptions = { ...rest, threads: 1 };
-    const workers = Array.from({ length: count }, () => new Worker(new URL('./pool-worker.js', import.meta.url), { workerData: { dir, options: workerOptions } }));
-    const ready = await Promise.allSettled(
-      workers.map(
-        (w) =>
-          new Promise<PoolReady & { ready: true }>((resolve, reject) => {
-            w.once('message', (m: PoolReady) => {
-              if (m.ready) resolve(m);
-              else reject(m.blockdrop ? new BlockdropError(m.message) : new Error(m.message));
-            });
-            w.once('error', reject);
-          }),
-      ),
+    const { workers, ready } = await startWorkers<PoolReadyInfo>(new URL('./pool-worker.js', import.meta.url), count, { dir, options: workerOptions }, (m) =>
+      m.blockdrop ? new BlockdropError(m.message) : new Error(m.message),
     );
-    const failed = ready.find((r) => r.status === 'rejected');
-    if (failed) {
-      await Promise.all(workers.map((w) => w.terminate()));
-      throw (failed as PromiseRejectedResult).reason;
-    }
-    const first = (ready[0] as PromiseFulfilledResult<PoolReady & { ready: true }>).value;
+    const first = ready[0]!;
     const decisions = options.keepRate !== undefined ? 'synthetic' : first.info.decisions;
     return new BlockDropPool(
       workers.map((w) => new PoolWorker(w)),

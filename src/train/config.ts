@@ -69,6 +69,11 @@ export interface CommonConfig {
    * Runtime (all cores) when it loads, else TensorFlow.js. Older run directories lack it (= 'auto').
    */
   readonly trainEngine?: TrainEngine;
+  /**
+   * ONNX training engine: worker threads that split each batch, one ORT thread each (0 = one per CPU core; 1 = one
+   * process, ORT's intra-op threads). Older run directories lack it (= 1, as they were trained).
+   */
+  readonly trainWorkers?: number;
   readonly backend: 'wasm' | 'cpu';
   /** Stop when |loss| exceeds this. */
   readonly lossLimit: number;
@@ -116,6 +121,7 @@ const COMMON_DEFAULTS = {
   testAtEnd: true,
   engine: 'auto',
   trainEngine: 'auto',
+  trainWorkers: 0,
   backend: 'wasm',
   lossLimit: 1e6,
   selectBy: 'reward',
@@ -237,6 +243,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'testAtEnd', flag: '--no-test', type: 'boolean', help: 'skip the one final test-split evaluation of the best checkpoint' },
   { key: 'engine', flag: '--engine <name>', type: 'choice', choices: ['auto', 'tfjs', 'onnx'], help: 'engine of the frozen ResNet passes and evaluation' },
   { key: 'trainEngine', flag: '--train-engine <name>', type: 'choice', choices: ['auto', 'onnx', 'tfjs'], help: 'engine of the training passes (policy; stage 2: ResNet too): auto = ONNX Runtime, else TensorFlow.js' },
+  { key: 'trainWorkers', flag: '--train-workers <n>', type: 'int', help: 'ONNX training engine: worker threads that split each batch (0 = one per core, 1 = one process)' },
   { key: 'backend', flag: '--backend <name>', type: 'choice', choices: ['wasm', 'cpu'], help: 'TensorFlow.js backend' },
   { key: 'lossLimit', flag: '--loss-limit <x>', type: 'number', help: 'stop when |loss| exceeds this' },
   { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy'], help: 'validation metric that picks the best checkpoint' },
@@ -275,6 +282,10 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
   check(config.alphaFinal === 0 || (config.alphaFinal >= 0.5 && config.alphaFinal <= 1), `alpha-final ${config.alphaFinal} is outside [0.5, 1]`);
   check(config.baseline !== 'samples' || config.samples >= 2, 'the samples baseline needs at least two samples per image; pass --samples 2 or more');
   check(config.entropyWeight >= 0, `beta ${config.entropyWeight} is negative; use β ≥ 0`);
+  check(
+    config.trainWorkers === undefined || (Number.isInteger(config.trainWorkers) && config.trainWorkers >= 0),
+    `train-workers ${config.trainWorkers} is invalid; use 0 (one per core) or a positive integer`,
+  );
   check(Number.isInteger(config.samples) && config.samples >= 1, `samples ${config.samples} is invalid; use a positive integer`);
   check(Number.isInteger(config.evalEvery) && config.evalEvery >= 1, `eval-every ${config.evalEvery} is invalid; use a positive integer`);
   check(config.epochs > 0 || config.iterations > 0, 'the run has no length; pass --epochs or --iterations');

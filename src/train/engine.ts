@@ -172,8 +172,13 @@ export interface TrainModuleOptions {
   readonly side: number;
   /** Classes of the backbone (informational for the tfjs engine). */
   readonly classes?: number;
-  /** ONNX Runtime intra-op threads (default: all cores). */
+  /** ONNX Runtime intra-op threads (default: all cores); with `workers` > 1, one per worker. */
   readonly threads?: number;
+  /**
+   * ONNX engine: worker threads that split each batch (data-parallel, src/train/parallel-engine.ts). 1 = one
+   * process with `threads` intra-op threads.
+   */
+  readonly workers?: number;
   readonly log?: (message: string) => void;
 }
 
@@ -210,18 +215,26 @@ export async function createTrainModules(
     if (!policyNet) throw new BlockdropError('the policy is not a ResNet the ONNX engine can build');
     if (resnet && !isEngineNetwork(resnet)) throw new BlockdropError('the backbone is not a ResNet the ONNX engine can build');
     const { OnnxTrainableModule } = await import('./onnx-engine.js');
-    const p = await OnnxTrainableModule.create(policyNet, { output: 'sigmoid', keep: false, threads: options.threads });
+    const { ParallelTrainableModule } = await import('./parallel-engine.js');
+    const workers = options.workers ?? 1;
+    const create = (net: EngineNetwork, graph: { output: 'logits' | 'sigmoid'; keep: boolean }): Promise<TrainableModule> =>
+      workers > 1 ? ParallelTrainableModule.create(net, { ...graph, workers }) : OnnxTrainableModule.create(net, { ...graph, threads: options.threads });
+    const p = await create(policyNet, { output: 'sigmoid', keep: false });
     let r: TrainableModule | undefined;
     try {
-      r = resnet ? await OnnxTrainableModule.create(resnet as unknown as EngineNetwork, { output: 'logits', keep: true, threads: options.threads }) : undefined;
+      r = resnet ? await create(resnet as unknown as EngineNetwork, { output: 'logits', keep: true }) : undefined;
     } catch (e) {
       p.dispose();
       throw e;
     }
+    const described =
+      p instanceof ParallelTrainableModule
+        ? `ONNX Runtime (${p.workerCount} workers × 1 thread, batches split)`
+        : `ONNX Runtime (${p instanceof OnnxTrainableModule ? p.threads : '?'} threads)`;
     return {
       policy: p,
       resnet: r,
-      description: `ONNX Runtime (${p.threads} threads)`,
+      description: described,
       dispose() {
         p.dispose();
         r?.dispose();

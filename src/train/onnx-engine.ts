@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { blockCount } from '../models/config.js';
 import { BN_MOMENTUM } from '../models/resnet.js';
 import type { EngineNetwork, ForwardOptions, ModuleForward, SavedState, TrainableModule } from './engine.js';
-import { buildTrainGraphs, type TrainGraphOptions, type TrainGraphs } from './onnx-graph.js';
+import { buildTrainGraphs, type BatchNormInfo, type TrainGraphOptions, type TrainGraphs } from './onnx-graph.js';
 
 class OnnxSaved implements SavedState {
   released = false;
@@ -26,6 +26,38 @@ class OnnxSaved implements SavedState {
   release(): void {
     this.released = true;
   }
+}
+
+/** One batch norm's statistics over a batch: mean and biased variance per channel. */
+export interface BatchStatistics {
+  readonly mean: Float32Array;
+  readonly variance: Float32Array;
+}
+
+/**
+ * PyTorch's running-statistics update, r ← (1 − 0.1)·r + 0.1·batch statistic with the variance unbiased
+ * (n / (n − 1)), as the tfjs model; skipped for the batch norms of blocks every row dropped.
+ */
+export function updateRunningStatistics(
+  batchNorms: readonly BatchNormInfo[],
+  statistics: readonly BatchStatistics[],
+  batch: number,
+  dropped: ReadonlySet<number>,
+  vars: ReadonlyMap<string, tf.Variable>,
+): void {
+  tf.tidy(() => {
+    batchNorms.forEach((bn, i) => {
+      if (bn.block !== undefined && dropped.has(bn.block)) return;
+      const mean = tf.tensor1d(statistics[i]!.mean);
+      const variance = tf.tensor1d(statistics[i]!.variance);
+      const n = batch * bn.spatial;
+      const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
+      const rm = vars.get(`${bn.prefix}.running_mean`)!;
+      const rv = vars.get(`${bn.prefix}.running_var`)!;
+      rm.assign(tf.add(tf.mul(rm, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
+      rv.assign(tf.add(tf.mul(rv, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)));
+    });
+  });
 }
 
 export interface OnnxModuleOptions extends TrainGraphOptions {
@@ -74,7 +106,31 @@ export class OnnxTrainableModule implements TrainableModule {
     return new OnnxTrainableModule(net, graphs, f, b, options, threads);
   }
 
+  /** Shapes of the trainable parameters, in the order `backward` returns their gradients. */
+  get parameterShapes(): readonly (readonly number[])[] {
+    return this.graphs.params.map((p) => p.shape);
+  }
+
+  /** Batch-norm layers in graph order (the data-parallel engine combines their batch statistics). */
+  get batchNorms(): readonly BatchNormInfo[] {
+    return this.graphs.batchNorms;
+  }
+
   async forward(images: Float32Array, batch: number, options: ForwardOptions = {}): Promise<ModuleForward> {
+    const { forward, statistics, dropped } = await this.forwardWithStatistics(images, batch, options);
+    updateRunningStatistics(this.graphs.batchNorms, statistics, batch, dropped, this.net.allVariables());
+    return forward;
+  }
+
+  /**
+   * The training forward without the running-statistics update: its batch statistics (mean and biased variance of
+   * every batch norm, graph order) and the blocks every row dropped are returned instead.
+   */
+  async forwardWithStatistics(
+    images: Float32Array,
+    batch: number,
+    options: ForwardOptions = {},
+  ): Promise<{ forward: ModuleForward; statistics: BatchStatistics[]; dropped: ReadonlySet<number> }> {
     const per = this.side * this.side * 3;
     const x = images.length === batch * per ? images : images.subarray(0, batch * per);
     const vars = this.net.allVariables();
@@ -103,34 +159,15 @@ export class OnnxTrainableModule implements TrainableModule {
     const grad = options.grad !== false;
     const fetches = ['output', ...this.fetchStats, ...(grad ? this.graphs.saved : [])];
     const out = await this.forwardSession.run(feeds, fetches);
-    this.updateRunningStats(out, batch, dropped, vars);
+    const statistics = this.graphs.batchNorms.map((bn) => ({
+      mean: out[bn.meanOutput]!.data as Float32Array,
+      variance: out[bn.varOutput]!.data as Float32Array,
+    }));
     const output = out.output!.data as Float32Array;
-    if (!grad) return { output };
+    if (!grad) return { forward: { output }, statistics, dropped };
     const tensors: Record<string, ort.Tensor> = {};
     for (const name of this.graphs.saved) tensors[name] = out[name]!;
-    return { output, saved: new OnnxSaved(batch, params, keep, tensors, dropped) };
-  }
-
-  /** PyTorch's update: r ← (1 − 0.1)·r + 0.1·batch statistic, the variance unbiased (n / (n − 1)); as the tfjs model. */
-  private updateRunningStats(
-    out: ort.InferenceSession.OnnxValueMapType,
-    batch: number,
-    dropped: ReadonlySet<number>,
-    vars: ReadonlyMap<string, tf.Variable>,
-  ): void {
-    tf.tidy(() => {
-      for (const bn of this.graphs.batchNorms) {
-        if (bn.block !== undefined && dropped.has(bn.block)) continue;
-        const mean = tf.tensor1d(out[bn.meanOutput]!.data as Float32Array);
-        const variance = tf.tensor1d(out[bn.varOutput]!.data as Float32Array);
-        const n = batch * bn.spatial;
-        const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
-        const rm = vars.get(`${bn.prefix}.running_mean`)!;
-        const rv = vars.get(`${bn.prefix}.running_var`)!;
-        rm.assign(tf.add(tf.mul(rm, 1 - BN_MOMENTUM), tf.mul(mean, BN_MOMENTUM)));
-        rv.assign(tf.add(tf.mul(rv, 1 - BN_MOMENTUM), tf.mul(unbiased, BN_MOMENTUM)));
-      }
-    });
+    return { forward: { output, saved: new OnnxSaved(batch, params, keep, tensors, dropped) }, statistics, dropped };
   }
 
   async backward(saved: SavedState, dOutput: Float32Array): Promise<(tf.Tensor | undefined)[]> {

@@ -75,12 +75,14 @@ test('stage 1 on a synthetic ResNet finds the known best policy (drop exactly th
 });
 
 test('the ONNX Runtime training engine follows the TensorFlow.js one: same validation curve on the same seed', async () => {
-  // Same seed, same batches, same samples: the engines differ only in float rounding (~1e-6 per pass), so the
-  // curves agree closely while the policy learns (a rounding flip can change a sample, hence the tolerance).
+  // Same seed, same batches, same samples: one-process ONNX and tfjs differ only in float rounding (~1e-6 per
+  // pass), so the curves agree closely while the policy learns (a rounding flip can change a sample, hence the
+  // tolerance). The data-parallel engine normalises each half batch with its own statistics, a different
+  // (DataParallel) computation: its curve must reach the same end point.
   const config = { iterations: 40, evalEvery: 10, lr: 0.03, samples: 4, curriculumEvery: 4, curriculumUnit: 'iteration' as const, curriculumStart: 1 };
   const curves: EvalRecord[][] = [];
-  for (const trainEngine of ['onnx', 'tfjs'] as const) {
-    const s = setup({ ...config, trainEngine });
+  for (const [trainEngine, trainWorkers] of [['onnx', 1], ['tfjs', 1], ['onnx', 2]] as const) {
+    const s = setup({ ...config, trainEngine, trainWorkers });
     try {
       await runTraining(s);
       curves.push(new RunDirectory(s.config.runDir).readMetrics());
@@ -88,15 +90,18 @@ test('the ONNX Runtime training engine follows the TensorFlow.js one: same valid
       s.dispose();
     }
   }
-  const [onnx, tfjs] = curves as [EvalRecord[], EvalRecord[]];
-  assert.deepEqual(onnx.map((r) => r.iteration), [0, 10, 20, 30, 40]);
-  assert.deepEqual(tfjs.map((r) => r.iteration), [0, 10, 20, 30, 40]);
+  const [onnx, tfjs, parallel] = curves as [EvalRecord[], EvalRecord[], EvalRecord[]];
+  for (const curve of curves) assert.deepEqual(curve.map((r) => r.iteration), [0, 10, 20, 30, 40]);
   assert.ok(onnx[onnx.length - 1]!.valReward > onnx[0]!.valReward + 0.1, 'the ONNX run did not learn');
   onnx.forEach((r, i) => {
     const t = tfjs[i]!;
     assert.ok(Math.abs(r.valAccuracy - t.valAccuracy) <= 0.05, `iteration ${r.iteration}: accuracy ${r.valAccuracy} vs ${t.valAccuracy}`);
     assert.ok(Math.abs(r.valBlocksMean - t.valBlocksMean) <= 0.5, `iteration ${r.iteration}: blocks ${r.valBlocksMean} vs ${t.valBlocksMean}`);
   });
+  const [p, t] = [parallel[parallel.length - 1]!, tfjs[tfjs.length - 1]!];
+  assert.ok(p.valReward > parallel[0]!.valReward + 0.1, 'the data-parallel run did not learn');
+  assert.ok(Math.abs(p.valAccuracy - t.valAccuracy) <= 0.05, `data-parallel end: accuracy ${p.valAccuracy} vs ${t.valAccuracy}`);
+  assert.ok(Math.abs(p.valBlocksMean - t.valBlocksMean) <= 0.5, `data-parallel end: blocks ${p.valBlocksMean} vs ${t.valBlocksMean}`);
 });
 
 test('a killed run resumed from its last checkpoint ends exactly like an uninterrupted one', async () => {

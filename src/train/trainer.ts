@@ -6,6 +6,7 @@
  * the batch sampler, the iteration and the best validation score, so `resume` replays exactly the numbers
  * an uninterrupted run would have produced.
  */
+import { availableParallelism } from 'node:os';
 import type { ImageSet } from '../data/cifar.js';
 import { batchLabels, EpochSampler, normalizeBatch } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
@@ -297,7 +298,8 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   // The loop.
   let stoppedBy: TrainResult['stoppedBy'] = 'done';
   const images = new Float32Array(config.batchSize * side * side * 3);
-  const modules = await createTrainModules(config.trainEngine ?? 'auto', policy, trainResNet ? resnet : undefined, { k, side, log });
+  const workers = config.trainWorkers === undefined ? 1 : config.trainWorkers === 0 ? availableParallelism() : config.trainWorkers;
+  const modules = await createTrainModules(config.trainEngine ?? 'auto', policy, trainResNet ? resnet : undefined, { k, side, log, workers });
   log(`training passes: ${modules.description}`);
   try {
     for (;;) {
