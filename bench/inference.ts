@@ -229,8 +229,26 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
     log(`throughput at batch 16 …`);
     const t16 = await throughput(16);
 
-    log(`latency at batch 1 (${Math.min(o.latencyImages, count)} images per mode) …`);
     const latencyCount = Math.min(o.latencyImages, count);
+    // Batch 1 with each model alone for a whole block of calls (no other session's threads spinning meanwhile),
+    // in one process with o.threads and with one thread: what a deployment serving single images sees.
+    log(`latency at batch 1, each model alone for ${latencyCount} images, ${o.threads} and 1 threads …`);
+    const isolated: Record<string, { full: number; dynamic: number }> = {};
+    for (const threads of [...new Set([o.threads, 1])]) {
+      const m = threads === o.threads ? single : await BlockDropModel.load(dir, { ...common, threads });
+      const p50 = async (run: (i: number) => Promise<unknown>) => {
+        for (let i = 0; i < Math.min(100, latencyCount); i++) await run(i);
+        const times: number[] = [];
+        for (let i = 0; i < latencyCount; i++) times.push(await timeMs(() => run(i)));
+        return round(median(times), 4);
+      };
+      const full = await p50((i) => m.predictFull(images.subarray(i * per, (i + 1) * per)));
+      const dynamic = await p50((i) => m.predict(images.subarray(i * per, (i + 1) * per)));
+      isolated[`threads${threads}`] = { full, dynamic };
+      if (m !== single) await m.release();
+    }
+
+    log(`latency at batch 1, interleaved (${latencyCount} images per mode) …`);
     const latency: Record<Arrangement, { full: number[]; dynamic: number[] }> = {
       singleProcess: { full: [], dynamic: [] },
       workers: { full: [], dynamic: [] },
@@ -317,6 +335,7 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       full,
       dynamic,
       arrangements: byArrangement,
+      latencyP50IsolatedMs: isolated,
       speedup: {
         batch128: round(dynamic.imagesPerSecond / full.imagesPerSecond, 3),
         batch128PairedMedian: round(t128.pairedSpeedup, 3),

@@ -7,6 +7,7 @@ import { ResNet } from '../models/resnet.js';
 import { initResNetWeights } from '../models/weights.js';
 import type { TensorMap } from '../tensor.js';
 import { Rng } from '../util/rng.js';
+import { SMALL_TEST_ARCH } from './synthetic.js';
 import { tfjsBackboneModule, type TrainableModule } from './engine.js';
 import { OnnxTrainableModule } from './onnx-engine.js';
 
@@ -49,18 +50,7 @@ function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tol
   assert.ok(e <= tol, `${what}: relative error ${e.toExponential(2)} > ${tol}`);
 }
 
-const SMALL: ResNetConfig = {
-  name: 'small-test',
-  blockType: 'basic',
-  blocksPerStage: [2, 1, 2],
-  widths: [4, 8, 8],
-  strides: [1, 2, 2],
-  shortcut: 'downsampleB',
-  numClasses: 5,
-  inputSize: 16,
-  stem: 'cifar',
-  stemWidth: 4,
-};
+const SMALL = SMALL_TEST_ARCH;
 
 /**
  * The same network twice (one per engine): forward values, running statistics after the forward pass,

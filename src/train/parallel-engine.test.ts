@@ -7,10 +7,11 @@ import assert from 'node:assert/strict';
 import { before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
-import { blockCount, type ResNetConfig } from '../models/config.js';
+import { blockCount } from '../models/config.js';
 import { ResNet } from '../models/resnet.js';
 import { initResNetWeights } from '../models/weights.js';
 import { Rng } from '../util/rng.js';
+import { SMALL_TEST_ARCH } from './synthetic.js';
 import { OnnxTrainableModule, updateRunningStatistics, type BatchStatistics } from './onnx-engine.js';
 import { ParallelTrainableModule } from './parallel-engine.js';
 
@@ -18,18 +19,7 @@ before(async () => {
   await initBackend('cpu');
 });
 
-const ARCH: ResNetConfig = {
-  name: 'small-test',
-  blockType: 'basic',
-  blocksPerStage: [2, 1, 2],
-  widths: [4, 8, 8],
-  strides: [1, 2, 2],
-  shortcut: 'downsampleB',
-  numClasses: 5,
-  inputSize: 16,
-  stem: 'cifar',
-  stemWidth: 4,
-};
+const ARCH = SMALL_TEST_ARCH;
 
 function randomArray(n: number, seed: number, scale = 1): Float32Array {
   const rng = new Rng(seed);

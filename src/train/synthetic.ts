@@ -37,6 +37,20 @@ export const SYNTHETIC_BACKBONE: ResNetConfig = {
   stemWidth: 8,
 };
 
+/** A tiny DownsampleB ResNet (K = 5, 16×16 inputs) for the training engines' equivalence tests. */
+export const SMALL_TEST_ARCH: ResNetConfig = {
+  name: 'small-test',
+  blockType: 'basic',
+  blocksPerStage: [2, 1, 2],
+  widths: [4, 8, 8],
+  strides: [1, 2, 2],
+  shortcut: 'downsampleB',
+  numClasses: 5,
+  inputSize: 16,
+  stem: 'cifar',
+  stemWidth: 4,
+};
+
 /** Which blocks run in the best policy. */
 export const SYNTHETIC_ESSENTIAL: readonly number[] = [0, 2, 5];
 const IMAGE_CHANNELS = 4;
