@@ -39,3 +39,23 @@ test('Adam state round-trips: a restored optimiser continues identically', () =>
   assert.equal(optB.step, 2);
   assert.throws(() => optB.loadState({ step: 1, m: [], v: [] }), /different model/);
 });
+
+test('per-parameter learning-rate scales: a parameter with scale s moves as with lr·s (parameter groups)', () => {
+  const grads = [tf.tensor1d([0.5, -1]), tf.tensor1d([0.2, 0.4])];
+  const scaled = [tf.variable(tf.tensor1d([1, -2])), tf.variable(tf.tensor1d([0.5, 0.5]))];
+  const reference = [tf.variable(tf.tensor1d([1, -2])), tf.variable(tf.tensor1d([0.5, 0.5]))];
+  const withScales = new Adam(scaled, { lr: 0.01, lrScale: [10, 1] });
+  const fast = new Adam([reference[0]!], { lr: 0.1 });
+  const slow = new Adam([reference[1]!], { lr: 0.01 });
+  for (let step = 0; step < 3; step++) {
+    withScales.apply(grads);
+    fast.apply([grads[0]!]);
+    slow.apply([grads[1]!]);
+  }
+  for (let i = 0; i < 2; i++) {
+    const got = scaled[i]!.dataSync();
+    const want = reference[i]!.dataSync();
+    for (let j = 0; j < got.length; j++) assert.ok(Math.abs(got[j]! - want[j]!) < 1e-6, `parameter ${i}[${j}]: ${got[j]} vs ${want[j]}`);
+  }
+  assert.throws(() => new Adam(scaled, { lr: 0.01, lrScale: [1] }), /2 parameters/);
+});

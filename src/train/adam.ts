@@ -14,6 +14,11 @@ export interface AdamOptions {
   readonly beta2?: number;
   readonly eps?: number;
   readonly weightDecay?: number;
+  /**
+   * Per-parameter multipliers of the learning rate (PyTorch's parameter groups with their own lr, as a ratio so
+   * that one schedule drives them all). Default 1 for every parameter.
+   */
+  readonly lrScale?: readonly number[];
 }
 
 /** Serialisable optimiser state: the step count and both moments per parameter, in parameter order. */
@@ -32,6 +37,7 @@ export class Adam {
   private t = 0;
   private readonly m: tf.Variable[];
   private readonly v: tf.Variable[];
+  private readonly lrScale: readonly number[];
 
   constructor(
     private readonly params: readonly tf.Variable[],
@@ -42,6 +48,10 @@ export class Adam {
     this.beta2 = options.beta2 ?? 0.999;
     this.eps = options.eps ?? 1e-8;
     this.weightDecay = options.weightDecay ?? 0;
+    if (options.lrScale && options.lrScale.length !== params.length) {
+      throw new Error(`Adam: ${options.lrScale.length} learning-rate scales for ${params.length} parameters`);
+    }
+    this.lrScale = options.lrScale ?? params.map(() => 1);
     this.m = params.map((p) => tf.variable(tf.zerosLike(p), false));
     this.v = params.map((p) => tf.variable(tf.zerosLike(p), false));
   }
@@ -69,7 +79,7 @@ export class Adam {
         this.m[i]!.assign(m);
         this.v[i]!.assign(v);
         const denom = v.sqrt().div(Math.sqrt(correction2)).add(this.eps);
-        p.assign(p.sub(m.div(denom).mul(stepSize)));
+        p.assign(p.sub(m.div(denom).mul(stepSize * this.lrScale[i]!)));
       });
     });
   }

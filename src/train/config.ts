@@ -97,6 +97,11 @@ export interface Stage1Config extends CommonConfig {
 export interface Stage2Config extends CommonConfig {
   /** Stage-1 policy checkpoint to start from (required). */
   readonly policy: string;
+  /**
+   * Learning rate of the policy's parameters (0 = `lr`, the reference: one rate for both networks). It follows the
+   * same schedule, scaled by policyLr / lr. Older run directories lack it (= 0).
+   */
+  readonly policyLr?: number;
 }
 
 const COMMON_DEFAULTS = {
@@ -157,6 +162,7 @@ export const defaultStage2Config: Stage2Config = {
   lrDecayEvery: 1600,
   penalty: 5,
   entropyWeight: 0,
+  policyLr: 0,
 };
 
 /**
@@ -262,6 +268,7 @@ export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
 export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   ...(COMMON_FLAGS as ConfigFlag<Stage2Config>[]),
   { key: 'policy', flag: '--policy <checkpoint>', type: 'string', help: 'stage-1 policy checkpoint; required unless --resume' },
+  { key: 'policyLr', flag: '--policy-lr <lr>', type: 'number', help: "the policy's learning rate (0 = --lr for both networks, the reference)" },
 ];
 
 function check(ok: boolean, message: string): void {
@@ -274,6 +281,11 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
   check(config.runDir !== '', 'no run directory given; pass --run-dir DIR');
   check(Number.isInteger(config.batchSize) && config.batchSize >= 1, `batch size ${config.batchSize} is invalid; use a positive integer`);
   check(config.lr > 0 && Number.isFinite(config.lr), `learning rate ${config.lr} is invalid; use a positive number`);
+  const policyLr = (config as { policyLr?: number }).policyLr;
+  check(
+    policyLr === undefined || (policyLr >= 0 && Number.isFinite(policyLr)),
+    `policy learning rate ${policyLr} is invalid; use a positive number (or 0 for --lr)`,
+  );
   check(
     config.penalty >= 0,
     `penalty ${config.penalty} is negative; give γ ≥ 0 (a wrong prediction earns −γ: the original's --penalty -5 is --penalty 5 here)`,

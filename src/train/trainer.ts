@@ -144,8 +144,16 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   const log = hooks.log ?? (() => {});
   const run = new RunDirectory(config.runDir);
   const trainResNet = stage === 2;
-  const params: tf.Variable[] = [...policy.variables(), ...(trainResNet ? resnet.variables() : [])];
-  const optimizer = new Adam(params, { lr: config.lr, weightDecay: config.weightDecay });
+  const policyParams = policy.variables();
+  const params: tf.Variable[] = [...policyParams, ...(trainResNet ? resnet.variables() : [])];
+  // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both).
+  const policyLr = (config as { policyLr?: number }).policyLr ?? 0;
+  const policyScale = policyLr > 0 ? policyLr / config.lr : 1;
+  const optimizer = new Adam(params, {
+    lr: config.lr,
+    weightDecay: config.weightDecay,
+    lrScale: params.map((_, i) => (i < policyParams.length ? policyScale : 1)),
+  });
   const curriculum = curriculumOf(setup);
   const side = setup.train.height;
 
