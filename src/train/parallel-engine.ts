@@ -4,8 +4,8 @@
  * shards' gradients and updates the running statistics.
  *
  * Why: ORT's intra-op threads split each node of the training graphs, and most of their nodes (batch norm's
- * elementwise ops, ReLU masks, window slices) are memory-bound, so a second thread adds ~25%; two workers on
- * half batches each keep a core busy on its own (measured: ResNet-32 training passes 147 → ~250 images/s).
+ * elementwise ops, ReLU masks, window slices) are memory-bound and gain little from a second thread; two workers on
+ * half batches each keep a core busy on their own (`npm run bench -- train`: stage 2 at 179 against 120 images/s).
  *
  * What changes against one process: batch-norm statistics inside the forward pass are each shard's (as with
  * PyTorch's DataParallel, which the original code trains with on several GPUs), so activations after the first
