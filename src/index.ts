@@ -22,5 +22,5 @@ export { measureSpeedup, type SpeedMeasurement, type SpeedOptions } from './exec
 export type { ImageInputOptions, ImageLayout } from './executor/input.js';
 export { exportBlockDrop, type BlockDropManifest, type ExportOptions, type ExportResult } from './export/onnx.js';
 export { loadBackbone, type LoadedBackbone, type LoadBackboneOptions } from './models/load.js';
-export { finetune, trainPolicy } from './train/index.js';
+export { finetune, loadPolicyWeights, trainPolicy } from './train/index.js';
 export type { Stage1Config, Stage2Config } from './train/index.js';
