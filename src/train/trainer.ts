@@ -260,12 +260,14 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     };
     last = record;
     stats = new StepStats();
+    // Metrics first: a kill between the two writes leaves them ahead of the checkpoint, which resume truncates,
+    // never behind it.
+    await run.appendMetrics(record);
     if (isBest) {
       best = record;
       await run.saveBest(modelTensors(), { ...(checkpointMeta() as unknown as JsonObject), iteration, record: record as unknown as JsonObject });
     }
     await run.saveLast(trainingTensors(), checkpointMeta());
-    await run.appendMetrics(record);
   };
 
   const modelTensors = (): TensorMap => {
