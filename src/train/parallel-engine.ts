@@ -5,7 +5,7 @@
  *
  * Why: ORT's intra-op threads split each node of the training graphs, and most of their nodes (batch norm's
  * elementwise ops, ReLU masks, window slices) are memory-bound and gain little from a second thread; two workers on
- * half batches each keep a core busy on their own (`npm run bench -- train`: stage 2 at 179 against 120 images/s).
+ * half batches each keep a core busy on their own (`npm run bench -- train`: stage 2 at 180 against 126 images/s).
  *
  * What changes against one process: batch-norm statistics inside the forward pass are each shard's (as with
  * PyTorch's DataParallel, which the original code trains with on several GPUs), so activations after the first
@@ -33,7 +33,7 @@ export interface ParallelModuleOptions extends Omit<OnnxModuleOptions, 'threads'
 export interface ParallelWorkerData {
   readonly arch: EngineNetwork['arch'];
   readonly options: OnnxModuleOptions;
-  /** Every variable (parameters and running statistics): name, shape and offset in `weights`. */
+  /** Every parameter (not the running statistics): name, shape and offset in `weights`. */
   readonly variables: readonly { name: string; shape: number[]; offset: number; size: number }[];
   /** The main thread writes the current weights here before each forward pass. */
   readonly weights: SharedArrayBuffer;
@@ -72,6 +72,8 @@ export class ParallelTrainableModule implements TrainableModule {
   readonly engine = 'onnx' as const;
   private nextId = 1;
   private weightsVersion = 0;
+  /** The parameters' data ids when the weights were last published (tfjs gives a variable a new id per assign). */
+  private publishedIds: readonly object[];
   private readonly pending = new Map<number, { resolve: (r: ParallelReply & { ok: true }) => void; reject: (e: Error) => void }>();
   private failure: Error | undefined;
 
@@ -85,6 +87,7 @@ export class ParallelTrainableModule implements TrainableModule {
     private readonly keepInput: boolean,
     private readonly k: number,
   ) {
+    this.publishedIds = parameterIds(net, data); // create() wrote these before starting the workers
     for (const w of workers) {
       w.on('message', (m: ParallelReply) => {
         const p = this.pending.get(m.id);
@@ -113,6 +116,8 @@ export class ParallelTrainableModule implements TrainableModule {
     const variables: { name: string; shape: number[]; offset: number; size: number }[] = [];
     let offset = 0;
     for (const [name, v] of vars) {
+      // The training graphs read the parameters only; running statistics stay with the main thread.
+      if (isRunningStatistic(name)) continue;
       variables.push({ name, shape: [...v.shape], offset, size: v.size });
       offset += v.size;
     }
@@ -122,7 +127,7 @@ export class ParallelTrainableModule implements TrainableModule {
       variables,
       weights: new SharedArrayBuffer(offset * 4),
     };
-    writeWeights(net, data);
+    writeWeights(net, data); // the workers' initial copy (version 0)
     const { workers, ready } = await startWorkers<ParallelReadyInfo>(new URL('./parallel-worker.js', import.meta.url), count, data, (m) => new Error(m.message));
     const first = ready[0]!;
     // The policy's outputs are its K keep probabilities, the backbone's its class logits: numClasses either way.
@@ -139,9 +144,15 @@ export class ParallelTrainableModule implements TrainableModule {
 
   async forward(images: Float32Array, batch: number, options: ForwardOptions = {}): Promise<ModuleForward> {
     if (options.keep && !this.keepInput) throw new Error('this network takes no keep mask');
-    // Weights change between steps (Adam) and never within one: publish them once per version.
-    writeWeights(this.net, this.data);
-    const version = ++this.weightsVersion;
+    // Parameters change between steps (Adam) and not within one: publish them, and have the
+    // workers reload them, only when some variable was assigned since the last publication.
+    const ids = parameterIds(this.net, this.data);
+    if (ids.some((id, i) => id !== this.publishedIds[i])) {
+      writeWeights(this.net, this.data);
+      this.publishedIds = ids;
+      this.weightsVersion++;
+    }
+    const version = this.weightsVersion;
     const per = images.length / batch;
     const ranges = shardRanges(batch, this.workers.length);
     const grad = options.grad !== false;
@@ -238,6 +249,15 @@ export class ParallelTrainableModule implements TrainableModule {
     this.failure ??= new BlockdropError('the training engine was disposed');
     for (const w of this.workers) void w.terminate();
   }
+}
+
+function isRunningStatistic(name: string): boolean {
+  return name.endsWith('.running_mean') || name.endsWith('.running_var') || name.endsWith('.num_batches_tracked');
+}
+
+function parameterIds(net: EngineNetwork, data: ParallelWorkerData): object[] {
+  const vars = net.allVariables();
+  return data.variables.map((v) => vars.get(v.name)!.dataId as object);
 }
 
 function writeWeights(net: EngineNetwork, data: ParallelWorkerData): void {

@@ -19,7 +19,10 @@ for (const v of data.variables) variables.set(v.name, tf.variable(tf.tensor(weig
 const net: EngineNetwork = { arch: data.arch, allVariables: () => variables, variables: () => [...variables.values()] };
 let version = 0;
 function refreshWeights(): void {
-  for (const v of data.variables) variables.get(v.name)!.assign(tf.tensor(weights.slice(v.offset, v.offset + v.size), v.shape));
+  // tidy: assign shares the new tensor's data, and the temporary tensor itself must not outlive the call
+  tf.tidy(() => {
+    for (const v of data.variables) variables.get(v.name)!.assign(tf.tensor(weights.slice(v.offset, v.offset + v.size), v.shape));
+  });
 }
 
 let module: OnnxTrainableModule;
