@@ -12,7 +12,7 @@
  * (`BlockDropModel`), and --workers worker threads with one ORT thread each that split every batch
  * (`BlockDropPool`). Every figure of `full` and of `dynamic` is the better arrangement's (so the executor is
  * compared with the strongest baseline); `arrangements` has all four. Batch-1 latency is also measured with each
- * model alone in a fresh child process (`latencyBatch1Alone`, --threads and 1 thread, 3 alternating rounds): models
+ * model alone in a fresh child process (`latencyBatch1Alone`, --threads and 1 thread, 5 alternating rounds): models
  * interleaved in one process slow each other (a model that just ran leaves its ORT threads spinning).
  *
  * Reports images/s at batch 128, 16 and 1, batch-1 latency p50 / p99, the policy network's share of
@@ -238,23 +238,44 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
     const latencyCount = Math.min(o.latencyImages, count);
     // Batch 1 with each model alone in a fresh process (no other session's threads spinning meanwhile): what a
     // deployment serving single images sees; o.threads and 1 thread.
-    log(`latency at batch 1, each model alone in its own process (${latencyCount} images, 3 rounds), ${o.threads} and 1 threads …`);
-    // Alternating rounds (full, executor, full, …): the machine's speed drifts between runs (a shared host), so
-    // each figure is the median of the rounds' p50s, and the ratio the median of the rounds' ratios.
-    const isolated: Record<string, { full: LatencyFigures; dynamic: LatencyFigures; speedupPairedMedian: number }> = {};
-    const isolatedRounds = 3;
-    for (const threads of [...new Set([o.threads, 1])]) {
-      const run = (mode: 'full' | 'dynamic') =>
-        latencyInChild({ dir, mode, threads, images: latencyCount, seed: o.seed, ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}) });
-      const rounds: { full: LatencyFigures; dynamic: LatencyFigures }[] = [];
-      for (let r = 0; r < isolatedRounds; r++) rounds.push({ full: await run('full'), dynamic: await run('dynamic') });
-      const med = (mode: 'full' | 'dynamic', key: keyof LatencyFigures) => round(median(rounds.map((x) => x[mode][key])), 4);
-      isolated[`threads${threads}`] = {
+    const isolatedRounds = 5;
+    log(`latency at batch 1, each model alone in its own process (${latencyCount} images, ${isolatedRounds} rounds), ${o.threads} and 1 threads …`);
+    // Alternating rounds (full, executor, at each thread count): the machine's speed drifts between runs (a shared
+    // host), so each figure is the median of the rounds' p50s, and each ratio is taken within a round. The batch-1
+    // target compares, round by round, each side's best thread count: what a deployment tuned for latency runs.
+    const threadCounts = [...new Set([o.threads, 1])];
+    const rounds: Record<string, { full: LatencyFigures; dynamic: LatencyFigures }>[] = [];
+    for (let r = 0; r < isolatedRounds; r++) {
+      const roundFigures: Record<string, { full: LatencyFigures; dynamic: LatencyFigures }> = {};
+      for (const threads of threadCounts) {
+        const run = (mode: 'full' | 'dynamic') =>
+          latencyInChild({ dir, mode, threads, images: latencyCount, seed: o.seed, ...(o.keepRate !== undefined ? { keepRate: o.keepRate } : {}) });
+        roundFigures[`threads${threads}`] = { full: await run('full'), dynamic: await run('dynamic') };
+      }
+      rounds.push(roundFigures);
+    }
+    const isolated: Record<string, { full: LatencyFigures; dynamic: LatencyFigures; speedupPairedMedian: number; speedupPerRound: number[] }> =
+      {};
+    for (const threads of threadCounts) {
+      const key = `threads${threads}`;
+      const med = (mode: 'full' | 'dynamic', field: keyof LatencyFigures) => round(median(rounds.map((x) => x[key]![mode][field])), 4);
+      const ratios = rounds.map((x) => round(x[key]!.full.p50Ms / x[key]!.dynamic.p50Ms, 3));
+      isolated[key] = {
         full: { p50Ms: med('full', 'p50Ms'), p99Ms: med('full', 'p99Ms') },
         dynamic: { p50Ms: med('dynamic', 'p50Ms'), p99Ms: med('dynamic', 'p99Ms') },
-        speedupPairedMedian: round(median(rounds.map((x) => x.full.p50Ms / x.dynamic.p50Ms)), 3),
+        speedupPairedMedian: round(median(ratios), 3),
+        speedupPerRound: ratios,
       };
     }
+    const bestP50 = (x: Record<string, { full: LatencyFigures; dynamic: LatencyFigures }>, mode: 'full' | 'dynamic') =>
+      Math.min(...Object.values(x).map((f) => f[mode].p50Ms));
+    const bestPerRound = rounds.map((x) => round(bestP50(x, 'full') / bestP50(x, 'dynamic'), 3));
+    const batch1Paired = {
+      speedupPairedMedian: round(median(bestPerRound), 3),
+      speedupPerRound: bestPerRound,
+      fullP50Ms: round(median(rounds.map((x) => bestP50(x, 'full'))), 4),
+      dynamicP50Ms: round(median(rounds.map((x) => bestP50(x, 'dynamic'))), 4),
+    };
 
     log(`latency at batch 1, interleaved (${latencyCount} images per mode) …`);
     const latency: Record<Arrangement, { full: number[]; dynamic: number[] }> = {
@@ -301,25 +322,21 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       latencyP50Ms: bestOf(which, 'latencyP50Ms', Math.min),
       latencyP99Ms: bestOf(which, 'latencyP99Ms', Math.min),
     });
-    // Batch-1 latency: the lowest p50 any arrangement reached, the processes alone included, on each side.
-    const lowestLatency = (which: 'full' | 'dynamic') => {
-      const all = [
-        { p50: byArrangement.singleProcess[which]['latencyP50Ms']!, p99: byArrangement.singleProcess[which]['latencyP99Ms']! },
-        { p50: byArrangement.workers[which]['latencyP50Ms']!, p99: byArrangement.workers[which]['latencyP99Ms']! },
-        ...Object.values(isolated).map((x) => ({ p50: x[which].p50Ms, p99: x[which].p99Ms })),
-      ];
-      const best = all.reduce((a, b) => (b.p50 < a.p50 ? b : a));
-      return { latencyP50Ms: best.p50, latencyP99Ms: best.p99 };
+    // Batch-1 latency: each model alone in its process at its best thread count (medians over rounds); the
+    // interleaved one-process and pool figures stay in `arrangements` (they slow each other, see docs/executor.md).
+    const aloneLatency = (which: 'full' | 'dynamic') => {
+      const best = Object.values(isolated).reduce((a, b) => (b[which].p50Ms < a[which].p50Ms ? b : a));
+      return { latencyP50Ms: which === 'full' ? batch1Paired.fullP50Ms : batch1Paired.dynamicP50Ms, latencyP99Ms: best[which].p99Ms };
     };
     const full: ModeResult = {
       ...bestFigures('full'),
-      ...lowestLatency('full'),
+      ...aloneLatency('full'),
       accuracy: round(accuracy(fullPred.classes), 4),
       meanFlops: fullFlops,
     };
     const dynamic = {
       ...bestFigures('dynamic'),
-      ...lowestLatency('dynamic'),
+      ...aloneLatency('dynamic'),
       accuracy: round(accuracy(dynPred.classes), 4),
       meanFlops: round(dynFlops, 0),
       flopsRatio: round(flopsRatio, 4),
@@ -359,22 +376,27 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       full,
       dynamic,
       arrangements: byArrangement,
-      latencyBatch1Alone: isolated,
+      latencyBatch1Alone: { ...isolated, bestThreadCounts: batch1Paired, rounds },
       speedup: {
         batch128: round(dynamic.imagesPerSecond / full.imagesPerSecond, 3),
         batch128PairedMedian: round(t128.pairedSpeedup, 3),
         batch16: round(dynamic.imagesPerSecondBatch16 / full.imagesPerSecondBatch16, 3),
         batch16PairedMedian: round(t16.pairedSpeedup, 3),
-        batch1P50: round(full.latencyP50Ms / dynamic.latencyP50Ms, 3),
+        batch1P50: batch1Paired.speedupPairedMedian,
         singleProcessBatch128: round(t128.rates.singleProcess.dynamic / t128.rates.singleProcess.full, 3),
         ideal: round(1 / flopsRatio, 3),
       },
       peakRssMb: round(peakRssMb(), 1),
       targets: {
         batch128SpeedupAtLeast80PercentOfFlopReduction: dynamic.imagesPerSecond >= requiredIps,
-        batch1LatencyAtLeast80PercentOfFlopReduction: dynamic.latencyP50Ms <= requiredP50,
+        // Judged on the ratio within each round (the machine's speed drifts between rounds).
+        batch1LatencyAtLeast80PercentOfFlopReduction: batch1Paired.speedupPairedMedian >= 0.8 / flopsRatio,
         fullAtLeast1400ImagesPerSecond: full.imagesPerSecond >= 1400,
-        required: { dynamicImagesPerSecond: round(requiredIps, 1), dynamicLatencyP50Ms: round(requiredP50, 4) },
+        required: {
+          dynamicImagesPerSecond: round(requiredIps, 1),
+          dynamicLatencyP50Ms: round(requiredP50, 4),
+          batch1PairedSpeedup: round(0.8 / flopsRatio, 3),
+        },
       },
     };
     await single.release();

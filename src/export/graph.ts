@@ -102,6 +102,14 @@ export class GraphBuilder {
   }
 
   /**
+   * Declares `value` itself as a graph output, under its own name: no Identity node (ONNX Runtime's Identity
+   * copies). For If branches, whose outputs are matched by position, not by name.
+   */
+  outputValue(value: string, elem: ElemType, dims: readonly Dim[] | undefined): void {
+    this.outputs.push(valueInfo(value, elem, dims));
+  }
+
+  /**
    * A float32 initialiser. With `exactName` the name is kept as given, and a second call with the same
    * name returns the existing initialiser (so a weight used twice is stored once).
    */

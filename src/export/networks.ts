@@ -276,16 +276,19 @@ export function buildDynamicGraph(g: GraphBuilder, ops: LayerOps, options: Dynam
       x = g.node('ScatterND', [sc, g.node('Unsqueeze', [idx, axis1]), y]);
     }
   } else {
-    const flatKeep = g.node('Reshape', [keep, g.int64Const('flat', [-1])]); // batch 1: [K]
+    // Batch 1: one Split gives each If its [1, 1] condition (a single element is all If asks for).
+    const conds = Array.from({ length: K }, (_, t) => g.fresh(`keep${t}`));
+    g.node('Split', [keep], conds, { axis: 1 });
     for (let t = 0; t < K; t++) {
-      const cond = g.node('Gather', [flatKeep, g.int64Const(`t${t}`, [t], [])], undefined, { axis: 0 });
       const then = new GraphBuilder(`keep${t}`, `k${t}_`);
-      then.output(ops.kept(then, t, x, ops.shortcut(then, t, x)), `k${t}_out`, 'float32', undefined);
+      // Branch outputs keep their own names: an Identity renaming them would copy the activation.
+      then.outputValue(ops.kept(then, t, x, ops.shortcut(then, t, x)), 'float32', undefined);
       const other = new GraphBuilder(`drop${t}`, `d${t}_`);
+      // ONNX Runtime rejects an outer-scope value as a branch output: an identity shortcut copies once.
       const sc = ops.shortcut(other, t, x);
-      other.output(sc === x ? other.node('Identity', [x]) : sc, `d${t}_out`, 'float32', undefined);
+      other.outputValue(sc === x ? other.node('Identity', [x]) : sc, 'float32', undefined);
       g.useDomains([...then.domains, ...other.domains]);
-      x = g.node('If', [cond], [`if${t}_out`], { then_branch: { graph: then.graph() }, else_branch: { graph: other.graph() } });
+      x = g.node('If', [conds[t]!], [`if${t}_out`], { then_branch: { graph: then.graph() }, else_branch: { graph: other.graph() } });
     }
   }
   g.output(ops.head(g, x), 'logits', 'float32', [BATCH, net.classes]);
