@@ -319,8 +319,6 @@ export async function runInferenceBench(o: InferenceBenchOptions): Promise<Recor
       imagesPerSecond: bestOf(which, 'imagesPerSecond', Math.max),
       imagesPerSecondBatch16: bestOf(which, 'imagesPerSecondBatch16', Math.max),
       imagesPerSecondBatch1: bestOf(which, 'imagesPerSecondBatch1', Math.max),
-      latencyP50Ms: bestOf(which, 'latencyP50Ms', Math.min),
-      latencyP99Ms: bestOf(which, 'latencyP99Ms', Math.min),
     });
     // Batch-1 latency: each model alone in its process at its best thread count (medians over rounds); the
     // interleaved one-process and pool figures stay in `arrangements` (they slow each other, see docs/executor.md).

@@ -16,6 +16,7 @@
 import { availableParallelism } from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
+import { isBatchNormBuffer } from '../checkpoint/torch.js';
 import { BlockdropError } from '../errors.js';
 import { blockCount } from '../models/config.js';
 import { shardRanges } from '../executor/pool.js';
@@ -117,7 +118,7 @@ export class ParallelTrainableModule implements TrainableModule {
     let offset = 0;
     for (const [name, v] of vars) {
       // The training graphs read the parameters only; running statistics stay with the main thread.
-      if (isRunningStatistic(name)) continue;
+      if (isBatchNormBuffer(name)) continue;
       variables.push({ name, shape: [...v.shape], offset, size: v.size });
       offset += v.size;
     }
@@ -249,10 +250,6 @@ export class ParallelTrainableModule implements TrainableModule {
     this.failure ??= new BlockdropError('the training engine was disposed');
     for (const w of this.workers) void w.terminate();
   }
-}
-
-function isRunningStatistic(name: string): boolean {
-  return name.endsWith('.running_mean') || name.endsWith('.running_var') || name.endsWith('.num_batches_tracked');
 }
 
 function parameterIds(net: EngineNetwork, data: ParallelWorkerData): object[] {
