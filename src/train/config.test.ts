@@ -30,6 +30,12 @@ test('validation explains bad values in one line', () => {
   assert.throws(() => validateConfig({ ...base, resnet: '' }), /--resnet/);
   assert.throws(() => validateConfig({ ...base, alpha: 0.3 }), /alpha/);
   assert.throws(() => validateConfig({ ...base, baseline: 'samples', samples: 1 }), /--samples 2/);
+  assert.throws(() => validateConfig({ ...base, sampleFloor: 0.9 }), /--sample-floor between 0 and α/);
+  assert.equal(validateConfig({ ...base, sampleFloor: 0.05 }).sampleFloor, 0.05);
+  const stage2 = { ...defaultStage2Config, resnet: 'r.t7', runDir: 'run', policy: 'p.safetensors' };
+  assert.throws(() => validateConfig({ ...stage2, distillWeight: 1.5 }), /--distill between 0 \(off\) and 1/);
+  assert.throws(() => validateConfig({ ...stage2, distillTemperature: 0 }), /distill temperature 0 is invalid/);
+  assert.equal(validateConfig({ ...stage2, distillWeight: 0.9, teacher: 't.th' }).distillWeight, 0.9);
   assert.equal(validateConfig(base), base);
 });
 
@@ -48,5 +54,10 @@ test('CLI options map onto config fields with types checked', () => {
   const parsed = configFromOptions(stage1Flags, { lr: '0.003', beta: '0.2', samples: '4', curriculumUnit: 'iteration', test: false, resume: true });
   assert.deepEqual(parsed, { lr: 0.003, entropyWeight: 0.2, samples: 4, curriculumUnit: 'iteration', testAtEnd: false, resume: true });
   assert.throws(() => configFromOptions(stage1Flags, { samples: '2.5' }), /--samples expects an integer/);
+  assert.deepEqual(configFromOptions(stage2Flags, { distill: '0.9', distillTemperature: '4', teacher: 't.th' }), {
+    distillWeight: 0.9,
+    distillTemperature: 4,
+    teacher: 't.th',
+  });
   assert.throws(() => configFromOptions(stage1Flags, { entropy: 'shannon' }), /--entropy must be one of original, bernoulli/);
 });

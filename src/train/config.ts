@@ -43,6 +43,11 @@ export interface CommonConfig {
   readonly alpha: number;
   /** If > 0, α moves linearly from `alpha` to this value over the run (less exploration late); 0 = constant α. */
   readonly alphaFinal: number;
+  /**
+   * Sampling probability of a block the policy drops (s = 0); unset = 1 − α, the original's symmetric bound. Lower
+   * values make exploration lean towards dropping blocks (kept ones are still dropped with probability 1 − α).
+   */
+  readonly sampleFloor?: number;
   /** Advantage baseline: 'greedy' (self-critical, the original) or 'samples' (leave-one-out mean; needs samples ≥ 2). */
   readonly baseline: 'greedy' | 'samples';
   /** 'signed' = REINFORCE (the original); 'positive' = only samples that beat the baseline are reinforced (self-imitation). */
@@ -102,6 +107,15 @@ export interface Stage2Config extends CommonConfig {
    * same schedule, scaled by policyLr / lr. Older run directories lack it (= 0).
    */
   readonly policyLr?: number;
+  /**
+   * Weight w of knowledge distillation: the ResNet's classification term becomes (1 − w)·CE + w·T²·KL(teacher ‖ ResNet)
+   * (0 = off, the reference). Not in the paper; older run directories lack it (= 0).
+   */
+  readonly distillWeight?: number;
+  /** Temperature T of the distillation (default 4). */
+  readonly distillTemperature?: number;
+  /** Teacher checkpoint, run frozen with every block (default: `resnet`, the network finetuning starts from). */
+  readonly teacher?: string;
 }
 
 const COMMON_DEFAULTS = {
@@ -163,6 +177,8 @@ export const defaultStage2Config: Stage2Config = {
   penalty: 5,
   entropyWeight: 0,
   policyLr: 0,
+  distillWeight: 0,
+  distillTemperature: 4,
 };
 
 /**
@@ -238,6 +254,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'penalty', flag: '--penalty <gamma>', type: 'number', help: 'γ ≥ 0: reward −γ for a wrong prediction (the original\'s --penalty -5 is 5 here)' },
   { key: 'alpha', flag: '--alpha <a>', type: 'number', help: 'probability bound: sample from αs + (1−α)(1−s)' },
   { key: 'alphaFinal', flag: '--alpha-final <a>', type: 'number', help: 'anneal α linearly to this value over the run (0 = constant)' },
+  { key: 'sampleFloor', flag: '--sample-floor <p>', type: 'number', help: 'sampling probability of a block the policy drops (default 1 − α, the original); lower leans exploration towards dropping' },
   { key: 'baseline', flag: '--baseline <kind>', type: 'choice', choices: ['greedy', 'samples'], help: "advantage baseline: the greedy policy's reward (original) or the mean of the other samples (needs --samples ≥ 2)" },
   { key: 'advantage', flag: '--advantage <kind>', type: 'choice', choices: ['signed', 'positive'], help: 'signed: REINFORCE (original); positive: reinforce only samples that beat the baseline' },
   { key: 'entropyWeight', flag: '--beta <b>', type: 'number', help: 'entropy bonus weight β' },
@@ -269,6 +286,9 @@ export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   ...(COMMON_FLAGS as ConfigFlag<Stage2Config>[]),
   { key: 'policy', flag: '--policy <checkpoint>', type: 'string', help: 'stage-1 policy checkpoint; required unless --resume' },
   { key: 'policyLr', flag: '--policy-lr <lr>', type: 'number', help: "the policy's learning rate (0 = --lr for both networks, the reference)" },
+  { key: 'distillWeight', flag: '--distill <w>', type: 'number', help: 'distil a frozen teacher into the ResNet: (1 − w)·cross-entropy + w·distillation (0 = off, the reference)' },
+  { key: 'distillTemperature', flag: '--distill-temperature <T>', type: 'number', help: 'softmax temperature of the distillation' },
+  { key: 'teacher', flag: '--teacher <checkpoint>', type: 'string', help: 'teacher of --distill, run with every block (default: the --resnet checkpoint)' },
 ];
 
 function check(ok: boolean, message: string): void {
@@ -286,11 +306,25 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
     policyLr === undefined || (policyLr >= 0 && Number.isFinite(policyLr)),
     `policy learning rate ${policyLr} is invalid; use a positive number (or 0 for --lr)`,
   );
+  const distill = config as { distillWeight?: number; distillTemperature?: number };
+  check(
+    distill.distillWeight === undefined || (distill.distillWeight >= 0 && distill.distillWeight <= 1),
+    `distill weight ${distill.distillWeight} is outside [0, 1]; pass --distill between 0 (off) and 1 (distillation only)`,
+  );
+  check(
+    distill.distillTemperature === undefined || (distill.distillTemperature > 0 && Number.isFinite(distill.distillTemperature)),
+    `distill temperature ${distill.distillTemperature} is invalid; use a positive number (4 is usual)`,
+  );
   check(
     config.penalty >= 0,
     `penalty ${config.penalty} is negative; give γ ≥ 0 (a wrong prediction earns −γ: the original's --penalty -5 is --penalty 5 here)`,
   );
   check(config.alpha >= 0.5 && config.alpha <= 1, `alpha ${config.alpha} is outside [0.5, 1]`);
+  check(
+    config.sampleFloor === undefined ||
+      (config.sampleFloor >= 0 && config.sampleFloor < config.alpha && (config.alphaFinal === 0 || config.sampleFloor < config.alphaFinal)),
+    `sample floor ${config.sampleFloor} is outside [0, α = ${config.alpha}); pass --sample-floor between 0 and α (default 1 − α)`,
+  );
   check(config.alphaFinal === 0 || (config.alphaFinal >= 0.5 && config.alphaFinal <= 1), `alpha-final ${config.alphaFinal} is outside [0.5, 1]`);
   check(config.baseline !== 'samples' || config.samples >= 2, 'the samples baseline needs at least two samples per image; pass --samples 2 or more');
   check(config.entropyWeight >= 0, `beta ${config.entropyWeight} is negative; use β ≥ 0`);

@@ -46,6 +46,25 @@ function flopsCounter(arch: ResNetConfig): (keep: Uint8Array) => number {
   return (keep) => resnetFlops(arch, keep) + policy;
 }
 
+type LoadedBackbone = Awaited<ReturnType<typeof loadBackbone>>;
+
+/** A distillation teacher: any checkpoint whose classes and input normalisation match the ResNet being finetuned. */
+async function loadTeacher(path: string, student: LoadedBackbone): Promise<{ model: ResNet; backbone: LoadedBackbone }> {
+  const backbone = await loadBackbone(path);
+  const { arch } = backbone;
+  if (arch.numClasses !== student.arch.numClasses || arch.inputSize !== student.arch.inputSize) {
+    throw new BlockdropError(
+      `teacher ${path} (${backbone.preset}: ${arch.numClasses} classes, ${arch.inputSize}px) does not match the ResNet (${student.preset}: ${student.arch.numClasses} classes, ${student.arch.inputSize}px); pass a teacher for the same task`,
+    );
+  }
+  if (backbone.normalization.name !== student.normalization.name) {
+    throw new BlockdropError(
+      `teacher ${path} expects ${backbone.normalization.name} input normalisation, the ResNet ${student.normalization.name}; pass a teacher trained with the same normalisation`,
+    );
+  }
+  return { model: ResNet.fromWeights(arch, backbone.tensors, { trainable: false }), backbone };
+}
+
 async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: TrainHooks): Promise<TrainResult> {
   const config = validateConfig(withResume(input));
   const log = hooks.log ?? (() => {});
@@ -69,7 +88,15 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
   } else {
     policy = PolicyNetwork.init(arch, config.seed);
   }
-  const oracle = await createRewardOracle(config.engine, resnet, backbone, log);
+  // Stage 1: the frozen ResNet's reward passes. Stage 2 computes its rewards with the training ResNet and asks this
+  // oracle only for the distillation teacher's logits (a frozen copy of --teacher, default the starting ResNet).
+  // The teacher is a model of its own: the tfjs oracle would otherwise run the live, training ResNet.
+  const stage2 = config as Partial<Stage2Config>;
+  const teacher =
+    stage === 2 && (stage2.distillWeight ?? 0) > 0 ? await loadTeacher(stage2.teacher || config.resnet, backbone) : undefined;
+  const oracle = teacher
+    ? await createRewardOracle(config.engine, teacher.model, teacher.backbone, log)
+    : await createRewardOracle(config.engine, resnet, backbone, log);
   // Stage 2 changes the ResNet every step: evaluate its live tfjs weights.
   const evalOracle = stage === 2 ? tfjsOracle(resnet, k, arch.inputSize) : oracle;
   try {
@@ -105,6 +132,7 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
   } finally {
     oracle.dispose();
     if (evalOracle !== oracle) evalOracle.dispose();
+    teacher?.model.dispose();
     policy.dispose();
     resnet.dispose();
   }

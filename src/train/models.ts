@@ -47,32 +47,50 @@ export interface RewardOracle {
    * side × side × 3) run with the blocks of `policy` row r ([rows, K], 0/1).
    */
   predict(images: Float32Array, imageCount: number, policy: Uint8Array, rowImage: Int32Array): Promise<Int32Array>;
+  /** The same rows' logits [rows, classes] (stage 2's distillation teacher); engines that cannot give them omit it. */
+  logits?(images: Float32Array, imageCount: number, policy: Uint8Array, rowImage: Int32Array): Promise<Float32Array>;
   dispose(): void;
 }
 
 /** The frozen backbone's masked TensorFlow.js forward (eval-mode batch norm), in chunks of `maxRows`. */
 export function tfjsOracle(backbone: BackboneModel, k: number, side: number, maxRows = 512): RewardOracle {
+  // Image rowImage[r] run with the blocks of policy row r, for every row; `read` turns the logits into the output.
+  async function forRows(images: Float32Array, imageCount: number, policy: Uint8Array, rowImage: Int32Array, read: (logits: tf.Tensor2D) => tf.Tensor): Promise<tf.TypedArray[]> {
+    const rows = rowImage.length;
+    const chunks: tf.TypedArray[] = [];
+    const x = tf.tensor4d(images, [imageCount, side, side, 3]);
+    try {
+      for (let start = 0; start < rows; start += maxRows) {
+        const end = Math.min(rows, start + maxRows);
+        const result = tf.tidy(() => {
+          const idx = tf.tensor1d(rowImage.subarray(start, end), 'int32');
+          const keep = tf.tensor2d(policy.subarray(start * k, end * k), [end - start, k], 'float32');
+          return read(backbone.forward(tf.gather(x, idx) as tf.Tensor4D, { keep, training: false }));
+        });
+        chunks.push(await result.data());
+        result.dispose();
+      }
+    } finally {
+      x.dispose();
+    }
+    return chunks;
+  }
+  function concat<T extends Int32Array | Float32Array>(chunks: tf.TypedArray[], make: (n: number) => T): T {
+    const out = make(chunks.reduce((n, c) => n + c.length, 0));
+    let offset = 0;
+    for (const c of chunks) {
+      out.set(c, offset);
+      offset += c.length;
+    }
+    return out;
+  }
   return {
     name: 'tfjs masked forward',
     async predict(images, imageCount, policy, rowImage) {
-      const rows = rowImage.length;
-      const out = new Int32Array(rows);
-      const x = tf.tensor4d(images, [imageCount, side, side, 3]);
-      try {
-        for (let start = 0; start < rows; start += maxRows) {
-          const end = Math.min(rows, start + maxRows);
-          const predicted = tf.tidy(() => {
-            const idx = tf.tensor1d(rowImage.subarray(start, end), 'int32');
-            const keep = tf.tensor2d(policy.subarray(start * k, end * k), [end - start, k], 'float32');
-            return backbone.forward(tf.gather(x, idx) as tf.Tensor4D, { keep, training: false }).argMax(1);
-          });
-          out.set((await predicted.data()) as Int32Array, start);
-          predicted.dispose();
-        }
-      } finally {
-        x.dispose();
-      }
-      return out;
+      return concat(await forRows(images, imageCount, policy, rowImage, (logits) => logits.argMax(1)), (n) => new Int32Array(n));
+    },
+    async logits(images, imageCount, policy, rowImage) {
+      return concat(await forRows(images, imageCount, policy, rowImage, (logits) => logits), (n) => new Float32Array(n));
     },
     dispose() {},
   };
@@ -102,19 +120,20 @@ export async function onnxOracle(
   const side = options.arch.inputSize;
   const per = side * side * 3;
   const arrangement = model.info.workers > 0 ? `${model.info.workers} workers × 1 thread` : `${model.info.threads} threads`;
+  // Row r is image rowImage[r]: gather the rows unless they are the images in order.
+  const run = (images: Float32Array, imageCount: number, policy: Uint8Array, rowImage: Int32Array) => {
+    const rows = rowImage.length;
+    let x = images.subarray(0, imageCount * per);
+    if (rows !== imageCount || !rowImage.every((r, i) => r === i)) {
+      x = new Float32Array(rows * per);
+      for (let r = 0; r < rows; r++) x.set(images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
+    }
+    return model.predict(x, { keep: policy, shape: [rows, side, side, 3] });
+  };
   return {
     name: `ONNX Runtime executor (${model.info.kernels} kernels, ${arrangement})`,
-    async predict(images, imageCount, policy, rowImage) {
-      const rows = rowImage.length;
-      let x = images.subarray(0, imageCount * per);
-      const identity = rows === imageCount && rowImage.every((r, i) => r === i);
-      if (!identity) {
-        x = new Float32Array(rows * per);
-        for (let r = 0; r < rows; r++) x.set(images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
-      }
-      const prediction = await model.predict(x, { keep: policy, shape: [rows, side, side, 3] });
-      return prediction.classes;
-    },
+    predict: async (images, imageCount, policy, rowImage) => (await run(images, imageCount, policy, rowImage)).classes,
+    logits: async (images, imageCount, policy, rowImage) => (await run(images, imageCount, policy, rowImage)).logits,
     dispose() {
       void model.release();
     },

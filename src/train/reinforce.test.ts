@@ -29,7 +29,7 @@ test('greedy policy thresholds the unbounded probabilities at 0.5 inclusive', ()
   assert.deepEqual([...greedyPolicy([0.5, 0.4999, 0.9, 0.1])], [1, 0, 1, 0]);
 });
 
-test('bounded probabilities map [0, 1] onto [1 − α, α]', () => {
+test('bounded probabilities map [0, 1] onto [1 − α, α], or onto [floor, α]', () => {
   const b = boundProbabilities([0, 1, 0.5, 0.25], 0.8);
   close(b[0]!, 0.2, 1e-7, 's=0');
   close(b[1]!, 0.8, 1e-7, 's=1');
@@ -37,6 +37,13 @@ test('bounded probabilities map [0, 1] onto [1 − α, α]', () => {
   close(b[3]!, 0.8 * 0.25 + 0.2 * 0.75, 1e-7, 's=0.25');
   const t = boundProbabilitiesTf(tf.tensor2d([[0, 1, 0.5, 0.25]]), 0.8).dataSync();
   for (let i = 0; i < 4; i++) close(t[i]!, b[i]!, 1e-6, `tf ${i}`);
+  // A lower floor: dropped blocks (s = 0) are rarely sampled, kept ones still dropped with probability 1 − α.
+  const leaning = boundProbabilities([0, 1, 0.5], 0.8, 0.05);
+  close(leaning[0]!, 0.05, 1e-7, 'floor at s=0');
+  close(leaning[1]!, 0.8, 1e-7, 'α at s=1');
+  close(leaning[2]!, 0.425, 1e-7, 'midpoint');
+  const lt = boundProbabilitiesTf(tf.tensor2d([[0, 1, 0.5]]), 0.8, 0.05).dataSync();
+  for (let i = 0; i < 3; i++) close(lt[i]!, leaning[i]!, 1e-6, `tf floor ${i}`);
 });
 
 test('rewards: 1 − (used/K)² when correct, −γ when wrong; forced blocks count as used', () => {

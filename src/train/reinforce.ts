@@ -19,20 +19,24 @@ const ENTROPY_EPS = 1e-15;
  */
 export const greedyPolicy: (probs: ArrayLike<number>, threshold?: number) => Uint8Array = keepFromProbabilities;
 
-/** s' = α·s + (1 − α)·(1 − s): keeps every sampling probability in [1 − α, α] (for α ≥ 0.5). */
-export function boundProbability(s: number, alpha: number): number {
-  return alpha * s + (1 - alpha) * (1 - s);
+/**
+ * s' = α·s + (1 − α)·(1 − s): keeps every sampling probability in [1 − α, α] (for α ≥ 0.5). With a `floor` other
+ * than 1 − α the map is s' = floor + (α − floor)·s: a block the policy drops (s = 0) is still sampled with
+ * probability `floor`, one it keeps (s = 1) dropped with probability 1 − α, so exploration can lean towards dropping.
+ */
+export function boundProbability(s: number, alpha: number, floor = 1 - alpha): number {
+  return floor + (alpha - floor) * s;
 }
 
-export function boundProbabilities(probs: ArrayLike<number>, alpha: number): Float32Array {
+export function boundProbabilities(probs: ArrayLike<number>, alpha: number, floor = 1 - alpha): Float32Array {
   const out = new Float32Array(probs.length);
-  for (let i = 0; i < probs.length; i++) out[i] = boundProbability(probs[i]!, alpha);
+  for (let i = 0; i < probs.length; i++) out[i] = boundProbability(probs[i]!, alpha, floor);
   return out;
 }
 
 /** The same bound as a differentiable op. */
-export function boundProbabilitiesTf(probs: tf.Tensor2D, alpha: number): tf.Tensor2D {
-  return tf.tidy(() => probs.mul(2 * alpha - 1).add(1 - alpha) as tf.Tensor2D);
+export function boundProbabilitiesTf(probs: tf.Tensor2D, alpha: number, floor = 1 - alpha): tf.Tensor2D {
+  return tf.tidy(() => probs.mul(alpha - floor).add(floor) as tf.Tensor2D);
 }
 
 /**

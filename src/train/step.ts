@@ -4,10 +4,10 @@
  * Stage 2: `trainResNet: true` (ResNet BN in train mode, cross-entropy of the sampled-policy logits added).
  *
  *   s  = policy(x)                       probabilities [B, K], batch-norm batch statistics
- *   ũ  = [s ≥ 0.5];  s' = αs + (1−α)(1−s);  u ~ Bernoulli(s')  (M samples per image)
+ *   ũ  = [s ≥ 0.5];  s' = αs + (1−α)(1−s) (optionally another floor);  u ~ Bernoulli(s')  (M samples per image)
  *   curriculum: first K − c blocks forced on in ũ and u, masked out of the gradient
  *   R  = 1 − (|u|/K)² if correct else −γ;   A = R(u) − R(ũ)
- *   loss = mean_rows Σ_k m·(−log p(u))·A − β·H(s')/B  [+ CE(ResNet(x; u), y)]
+ *   loss = mean_rows Σ_k m·(−log p(u))·A − β·H(s')/B  [+ CE(ResNet(x; u), y), optionally blended with distillation]
  *
  * The policy runs twice: once without a gradient tape to get s (the rewards need it, and the ONNX oracle is
  * asynchronous, which a tfjs gradient closure cannot wait for), once under the tape with the same batch
@@ -16,6 +16,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BlockdropError } from '../errors.js';
 import type { Adam } from './adam.js';
+import { blendLosses, crossEntropyWithGrad, distillationWithGrad } from './classifier-loss.js';
 import { tfjsBackboneModule, tfjsPolicyModule, type SavedState, type TrainableModule } from './engine.js';
 import type { BackboneModel, RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import {
@@ -39,7 +40,7 @@ import type { Rng } from '../util/rng.js';
 export interface StepState {
   readonly policy: TrainablePolicy;
   readonly resnet: BackboneModel;
-  /** Frozen-ResNet reward passes (stage 1). */
+  /** Frozen-ResNet reward passes (stage 1); stage 2 with distillation: the teacher's logits. */
   readonly oracle: RewardOracle;
   /** Over the policy's variables, then (stage 2) the ResNet's. */
   readonly optimizer: Adam;
@@ -74,6 +75,8 @@ export interface StepOptions {
   readonly penalty: number;
   /** Probability bound α. */
   readonly alpha: number;
+  /** Sampling probability of a block with s = 0 (default 1 − α, the original's symmetric bound). */
+  readonly sampleFloor?: number;
   /** Stage 2: ResNet trained jointly (BN train mode, cross-entropy). */
   readonly trainResNet: boolean;
   /** Sampled policies per image (the original: 1). */
@@ -84,11 +87,16 @@ export interface StepOptions {
   readonly advantage: 'signed' | 'positive';
   /** Stop when |loss| exceeds this (or is not finite). */
   readonly lossLimit: number;
+  /**
+   * Stage 2 only: distil the frozen ResNet behind `state.oracle` (every block kept) into the training ResNet. The
+   * classification term becomes (1 − weight)·CE + weight·T²·KL(teacher ‖ student) at temperature T. Off when absent.
+   */
+  readonly distillation?: { readonly weight: number; readonly temperature: number };
 }
 
 export interface StepResult {
   readonly loss: number;
-  /** Cross-entropy term (stage 2), else 0. */
+  /** Classification term (stage 2: cross-entropy, blended with distillation when on), else 0. */
   readonly crossEntropy: number;
   readonly gradNorm: number;
   /** Means over the batch (sampled: over all B·M samples). */
@@ -110,23 +118,6 @@ function sum(values: ArrayLike<number>): number {
   let s = 0;
   for (let i = 0; i < values.length; i++) s += values[i]!;
   return s;
-}
-
-/** Softmax cross-entropy, mean over rows, and its gradient w.r.t. the logits ((softmax − onehot) / rows). */
-function crossEntropyWithGrad(logits: Float32Array, rows: number, classes: number, labels: (r: number) => number): { loss: number; grad: Float32Array } {
-  const grad = new Float32Array(rows * classes);
-  let loss = 0;
-  for (let r = 0; r < rows; r++) {
-    const o = r * classes;
-    let max = -Infinity;
-    for (let c = 0; c < classes; c++) max = Math.max(max, logits[o + c]!);
-    let z = 0;
-    for (let c = 0; c < classes; c++) z += Math.exp(logits[o + c]! - max);
-    const y = labels(r);
-    loss += Math.log(z) + max - logits[o + y]!;
-    for (let c = 0; c < classes; c++) grad[o + c] = (Math.exp(logits[o + c]! - max) / z - (c === y ? 1 : 0)) / rows;
-  }
-  return { loss: loss / rows, grad };
 }
 
 function argmaxRows(values: Float32Array, rows: number, width: number): Int32Array {
@@ -159,7 +150,7 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
     const probs = policyPass.output;
     const greedy = forceLeadingBlocks(greedyPolicy(probs), k, learnable);
     const sampled = forceLeadingBlocks(
-      samplePolicy(boundProbabilities(probs, options.alpha), k, () => state.rng.next(), samples),
+      samplePolicy(boundProbabilities(probs, options.alpha, options.sampleFloor), k, () => state.rng.next(), samples),
       k,
       learnable,
     );
@@ -194,7 +185,14 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       const sampledPass = await resnet.forward(xs, rows, { keep: sampled });
       saved.push(sampledPass.saved!);
       sampledPredicted = argmaxRows(sampledPass.output, rows, classes);
-      const ce = crossEntropyWithGrad(sampledPass.output, rows, classes, (r) => batch.labels[rowImage[r]!]!);
+      let ce = crossEntropyWithGrad(sampledPass.output, rows, classes, (r) => batch.labels[rowImage[r]!]!);
+      if (options.distillation && options.distillation.weight > 0) {
+        if (!state.oracle.logits) throw new Error(`blockDropStep: distillation needs teacher logits, which ${state.oracle.name} does not give`);
+        const identity = Int32Array.from({ length: b }, (_, i) => i);
+        const teacher = await state.oracle.logits(batch.images, b, new Uint8Array(b * k).fill(1), identity);
+        const { weight, temperature } = options.distillation;
+        ce = blendLosses(ce, distillationWithGrad(sampledPass.output, teacher, rows, classes, temperature, (r) => rowImage[r]!), weight);
+      }
       crossEntropy = ce.loss;
       resnetGrad = { saved: sampledPass.saved!, dLogits: ce.grad };
     }
@@ -214,7 +212,7 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       const policyT = tf.tensor2d(sampled, [rows, k], 'float32');
       const advantageT = tf.tensor1d(advantage);
       const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => {
-        let bounded = boundProbabilitiesTf(s as tf.Tensor2D, options.alpha);
+        let bounded = boundProbabilitiesTf(s as tf.Tensor2D, options.alpha, options.sampleFloor);
         if (samples > 1) bounded = bounded.expandDims(1).tile([1, samples, 1]).reshape([rows, k]) as tf.Tensor2D;
         return reinforceLoss({ bounded, policy: policyT, advantage: advantageT, mask, entropyWeight: options.entropyWeight, entropy: options.entropy });
       })(tf.tensor2d(probs, [b, k]));

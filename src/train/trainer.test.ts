@@ -10,7 +10,8 @@ import type { TensorMap } from '../tensor.js';
 import type { Stage1Config } from './config.js';
 import { RunDirectory, type EvalRecord } from './run-dir.js';
 import { TrainingDivergedError } from './step.js';
-import { SYNTHETIC_ESSENTIAL, syntheticK, syntheticTrainingSetup, TinyPolicy } from './synthetic.js';
+import type { RewardOracle } from './models.js';
+import { SYNTHETIC_BACKBONE, SYNTHETIC_ESSENTIAL, syntheticK, syntheticTrainingSetup, TinyPolicy } from './synthetic.js';
 import { runTraining, type TrainingSetup } from './trainer.js';
 
 before(async () => {
@@ -196,6 +197,32 @@ test('stage 2 trains the ResNet jointly: cross-entropy logged, ResNet weights ch
     assert.ok([...saved!.tensors.keys()].some((n) => n.startsWith('policy.')));
   } finally {
     s.dispose();
+  }
+});
+
+test('stage 2 asks the teacher for logits once per step when distilling, never otherwise', async () => {
+  const classes = SYNTHETIC_BACKBONE.numClasses;
+  let calls = 0;
+  const teacher: RewardOracle = {
+    name: 'uniform teacher',
+    predict: async (_images, _count, _policy, rowImage) => new Int32Array(rowImage.length),
+    async logits(_images, _count, policy, rowImage) {
+      calls++;
+      assert.ok(policy.every((v) => v === 1), 'the teacher runs every block');
+      return new Float32Array(rowImage.length * classes);
+    },
+    dispose() {},
+  };
+  for (const distillWeight of [0, 0.5]) {
+    const s = setup({ iterations: 3, evalEvery: 3, lr: 1e-3, entropyWeight: 0, penalty: 1 }, { stage: 2 });
+    try {
+      calls = 0;
+      const result = await runTraining({ ...s, config: { ...s.config, distillWeight, distillTemperature: 2 }, oracle: teacher });
+      assert.equal(calls, distillWeight > 0 ? 3 : 0);
+      assert.ok(result.last!.trainCrossEntropy! > 0);
+    } finally {
+      s.dispose();
+    }
   }
 });
 

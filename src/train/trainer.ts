@@ -17,7 +17,7 @@ import type { TensorMap } from '../tensor.js';
 import { Rng } from '../util/rng.js';
 import type * as tf from '@tensorflow/tfjs';
 import { Adam } from './adam.js';
-import { alphaAt, learningRate, type CommonConfig, type Stage1Config } from './config.js';
+import { alphaAt, learningRate, type CommonConfig, type Stage1Config, type Stage2Config } from './config.js';
 import type { RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import { learnableBlocks, type CurriculumSchedule } from './reinforce.js';
 import { RunDirectory, type EvalRecord, type TrainingCheckpointMeta } from './run-dir.js';
@@ -28,7 +28,9 @@ import { blockDropStep, type StepResult } from './step.js';
 /** Everything the loop needs, already built (the CLI-facing `trainPolicy` / `finetune` build it from a config). */
 export interface TrainingSetup {
   readonly stage: 1 | 2;
-  readonly config: CommonConfig & Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>>;
+  readonly config: CommonConfig &
+    Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>> &
+    Partial<Pick<Stage2Config, 'policyLr' | 'distillWeight' | 'distillTemperature'>>;
   /** Number of blocks K. */
   readonly k: number;
   readonly policy: TrainablePolicy;
@@ -135,6 +137,12 @@ function curriculumOf(setup: TrainingSetup): CurriculumSchedule {
   return { every: c.curriculumEvery ?? 0, unit: c.curriculumUnit ?? 'epoch', start: c.curriculumStart ?? 1 };
 }
 
+/** Stage 2's distillation option, when its weight is set. */
+function distillation(config: TrainingSetup['config']): { weight: number; temperature: number } | undefined {
+  const weight = config.distillWeight ?? 0;
+  return weight > 0 ? { weight, temperature: config.distillTemperature ?? 4 } : undefined;
+}
+
 function selectionScore(config: CommonConfig, e: PolicyEvaluation): number {
   return config.selectBy === 'accuracy' ? e.accuracy : e.reward;
 }
@@ -147,7 +155,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   const policyParams = policy.variables();
   const params: tf.Variable[] = [...policyParams, ...(trainResNet ? resnet.variables() : [])];
   // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both).
-  const policyLr = (config as { policyLr?: number }).policyLr ?? 0;
+  const policyLr = config.policyLr ?? 0;
   const policyScale = policyLr > 0 ? policyLr / config.lr : 1;
   const optimizer = new Adam(params, {
     lr: config.lr,
@@ -342,11 +350,13 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
           entropy: config.entropy,
           penalty: config.penalty,
           alpha: alphaAt(config, iteration, totalIterations),
+          sampleFloor: config.sampleFloor,
           baseline: config.baseline,
           advantage: config.advantage,
           trainResNet,
           samples: config.samples,
           lossLimit: config.lossLimit,
+          distillation: distillation(config),
         },
       );
       stats.add(result, (performance.now() - t0) / 1000);
