@@ -116,6 +116,11 @@ export interface Stage2Config extends CommonConfig {
   readonly distillTemperature?: number;
   /** Teacher checkpoint, run frozen with every block (default: `resnet`, the network finetuning starts from). */
   readonly teacher?: string;
+  /**
+   * The policies whose forward pass the ResNet's classification term trains: 'sampled' (the original) or 'greedy'
+   * (the paths evaluation runs). Older run directories lack it (= 'sampled').
+   */
+  readonly classifierPolicy?: 'sampled' | 'greedy';
 }
 
 const COMMON_DEFAULTS = {
@@ -179,6 +184,7 @@ export const defaultStage2Config: Stage2Config = {
   policyLr: 0,
   distillWeight: 0,
   distillTemperature: 4,
+  classifierPolicy: 'sampled',
 };
 
 /**
@@ -288,6 +294,7 @@ export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   { key: 'policyLr', flag: '--policy-lr <lr>', type: 'number', help: "the policy's learning rate (0 = --lr for both networks, the reference)" },
   { key: 'distillWeight', flag: '--distill <w>', type: 'number', help: 'distil a frozen teacher into the ResNet: (1 − w)·cross-entropy + w·distillation (0 = off, the reference)' },
   { key: 'distillTemperature', flag: '--distill-temperature <T>', type: 'number', help: 'softmax temperature of the distillation' },
+  { key: 'classifierPolicy', flag: '--classifier-policy <kind>', type: 'choice', choices: ['sampled', 'greedy'], help: "train the ResNet's cross-entropy on the sampled policies (original) or on the greedy ones that evaluation runs" },
   { key: 'teacher', flag: '--teacher <checkpoint>', type: 'string', help: 'teacher of --distill, run with every block (default: the --resnet checkpoint)' },
 ];
 

@@ -9,50 +9,48 @@ import { Adam } from './adam.js';
 import { blendLosses, crossEntropyWithGrad, distillationWithGrad } from './classifier-loss.js';
 import { tfjsBackboneModule, tfjsPolicyModule, type TrainableModule } from './engine.js';
 import type { RewardOracle } from './models.js';
-import { blockDropStep } from './step.js';
+import { blockDropStep, type StepOptions } from './step.js';
 import { SYNTHETIC_BACKBONE, syntheticBackboneWeights, syntheticImages, syntheticK, TinyPolicy } from './synthetic.js';
 
 before(async () => {
   await initBackend('wasm');
 });
 
-test("stage 2 hands the ResNet's backward the blended cross-entropy and distillation gradient, teacher rows per image", async () => {
+/**
+ * One stage-2 step on the synthetic ResNet with the ResNet's training module wrapped, recording the output of the
+ * pass that keeps gradients (its rows and keep mask) and the gradient its backward receives.
+ */
+async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float32Array) {
   const k = syntheticK();
-  const classes = SYNTHETIC_BACKBONE.numClasses;
   const resnet = ResNet.fromWeights(SYNTHETIC_BACKBONE, syntheticBackboneWeights(1), { trainable: true });
   const policy = new TinyPolicy(k, 7);
   const images = syntheticImages(resnet, 6, 3);
   const indices = [0, 1, 2, 3, 4, 5];
   const batch = { images: normalizeBatch(images, indices, NORMALIZATIONS.none), labels: batchLabels(images, indices), size: 6, side: 32 };
-  // Teacher logits that differ per image, so a wrong image-to-row mapping shows.
-  const teacherLogits = Float32Array.from({ length: 6 * classes }, (_, i) => Math.sin(i) * 3);
   const teacher: RewardOracle = {
     name: 'fixed teacher',
     predict: async (_x, _n, _p, rows) => new Int32Array(rows.length),
-    logits: async () => teacherLogits,
+    logits: async () => teacherLogits!,
     dispose() {},
   };
-  // Record what the sampled pass produced and what its backward received.
   const inner = tfjsBackboneModule(resnet, k, 32);
-  let sampledOutput: Float32Array | undefined;
-  let dOutput: Float32Array | undefined;
+  const trained: { output?: Float32Array; rows?: number; keep?: Uint8Array; dOutput?: Float32Array } = {};
   const recorded: TrainableModule = {
     engine: inner.engine,
     outputs: inner.outputs,
-    async forward(x, n, options) {
-      const out = await inner.forward(x, n, options);
-      if (options?.grad !== false) sampledOutput = out.output;
+    async forward(x, n, forwardOptions) {
+      const out = await inner.forward(x, n, forwardOptions);
+      if (forwardOptions?.grad !== false) Object.assign(trained, { output: out.output, rows: n, keep: forwardOptions?.keep });
       return out;
     },
     async backward(saved, d) {
-      dOutput = d;
+      trained.dOutput = d;
       return inner.backward(saved, d);
     },
     dispose: () => inner.dispose(),
   };
   const params = [...policy.variables(), ...resnet.variables()];
   const optimizer = new Adam(params, { lr: 1e-4 });
-  const samples = 2;
   try {
     const result = await blockDropStep(
       { policy, resnet, oracle: teacher, optimizer, params, rng: new Rng(3), modules: { policy: tfjsPolicyModule(policy, k, 32), resnet: recorded } },
@@ -65,28 +63,53 @@ test("stage 2 hands the ResNet's backward the blended cross-entropy and distilla
         penalty: 1,
         alpha: 0.8,
         trainResNet: true,
-        samples,
+        samples: 1,
         baseline: 'greedy',
         advantage: 'signed',
         lossLimit: 1e6,
-        distillation: { weight: 0.75, temperature: 3 },
+        ...options,
       },
     );
-    const rows = 6 * samples;
-    const image = (r: number): number => Math.floor(r / samples);
-    const expected = blendLosses(
-      crossEntropyWithGrad(sampledOutput!, rows, classes, (r) => batch.labels[image(r)]!),
-      distillationWithGrad(sampledOutput!, teacherLogits, rows, classes, 3, image),
-      0.75,
-    );
-    assert.ok(Math.abs(result.crossEntropy - expected.loss) < 1e-9);
-    assert.equal(dOutput!.length, expected.grad.length);
-    for (let i = 0; i < expected.grad.length; i++) assert.ok(Math.abs(dOutput![i]! - expected.grad[i]!) < 1e-9, `entry ${i}`);
+    return { result, trained, labels: batch.labels, classes: SYNTHETIC_BACKBONE.numClasses };
   } finally {
     optimizer.dispose();
     policy.dispose();
     resnet.dispose();
   }
+}
+
+function assertGradient(actual: Float32Array | undefined, expected: Float32Array): void {
+  assert.equal(actual!.length, expected.length);
+  for (let i = 0; i < expected.length; i++) assert.ok(Math.abs(actual![i]! - expected[i]!) < 1e-9, `entry ${i}`);
+}
+
+test("stage 2 hands the ResNet's backward the blended cross-entropy and distillation gradient, teacher rows per image", async () => {
+  const classes = SYNTHETIC_BACKBONE.numClasses;
+  // Teacher logits that differ per image, so a wrong image-to-row mapping shows.
+  const teacherLogits = Float32Array.from({ length: 6 * classes }, (_, i) => Math.sin(i) * 3);
+  const samples = 2;
+  const { result, trained, labels } = await recordedStep({ samples, distillation: { weight: 0.75, temperature: 3 } }, teacherLogits);
+  const rows = 6 * samples;
+  assert.equal(trained.rows, rows, 'the sampled pass trains');
+  const image = (r: number): number => Math.floor(r / samples);
+  const expected = blendLosses(
+    crossEntropyWithGrad(trained.output!, rows, classes, (r) => labels[image(r)]!),
+    distillationWithGrad(trained.output!, teacherLogits, rows, classes, 3, image),
+    0.75,
+  );
+  assert.ok(Math.abs(result.crossEntropy - expected.loss) < 1e-9);
+  assertGradient(trained.dOutput, expected.grad);
+});
+
+test('with classifierPolicy greedy the cross-entropy trains the greedy pass, one row per image', async () => {
+  const { result, trained, labels, classes } = await recordedStep({ samples: 2, classifierPolicy: 'greedy' });
+  assert.equal(trained.rows, 6, 'the greedy pass (one row per image) trains');
+  const expected = crossEntropyWithGrad(trained.output!, 6, classes, (r) => labels[r]!);
+  assert.ok(Math.abs(result.crossEntropy - expected.loss) < 1e-9);
+  assertGradient(trained.dOutput, expected.grad);
+  // Its blocks are the greedy policy's: the same decisions the step reports as greedy.
+  const blocks = Array.from({ length: 6 }, (_, r) => trained.keep!.subarray(r * syntheticK(), (r + 1) * syntheticK()).reduce((a, v) => a + v, 0));
+  assert.ok(Math.abs(blocks.reduce((a, v) => a + v, 0) / 6 - result.blocksGreedy) < 1e-9);
 });
 
 test('distillation needs an oracle that gives logits: a clear error otherwise', async () => {

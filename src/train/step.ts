@@ -7,7 +7,8 @@
  *   ũ  = [s ≥ 0.5];  s' = αs + (1−α)(1−s) (optionally another floor);  u ~ Bernoulli(s')  (M samples per image)
  *   curriculum: first K − c blocks forced on in ũ and u, masked out of the gradient
  *   R  = 1 − (|u|/K)² if correct else −γ;   A = R(u) − R(ũ)
- *   loss = mean_rows Σ_k m·(−log p(u))·A − β·H(s')/B  [+ CE(ResNet(x; u), y), optionally blended with distillation]
+ *   loss = mean_rows Σ_k m·(−log p(u))·A − β·H(s')/B  [+ CE(ResNet(x; u), y), optionally blended with distillation,
+ *          optionally on the greedy policy ũ instead of u]
  *
  * The policy runs twice: once without a gradient tape to get s (the rewards need it, and the ONNX oracle is
  * asynchronous, which a tfjs gradient closure cannot wait for), once under the tape with the same batch
@@ -92,6 +93,11 @@ export interface StepOptions {
    * classification term becomes (1 − weight)·CE + weight·T²·KL(teacher ‖ student) at temperature T. Off when absent.
    */
   readonly distillation?: { readonly weight: number; readonly temperature: number };
+  /**
+   * Stage 2 only: which policies' forward pass the classification term trains the ResNet on: 'sampled' (the
+   * original) or 'greedy' (the paths evaluation runs). The other pass still gives the rewards. Default 'sampled'.
+   */
+  readonly classifierPolicy?: 'sampled' | 'greedy';
 }
 
 export interface StepResult {
@@ -174,7 +180,9 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       sampledPredicted = predicted.subarray(b);
     } else {
       const resnet = modules.resnet!;
-      const greedyPass = await resnet.forward(batch.images, b, { keep: greedy, grad: false });
+      // The classification term trains the ResNet on the sampled policies (the original) or on the greedy ones.
+      const onGreedy = options.classifierPolicy === 'greedy';
+      const greedyPass = await resnet.forward(batch.images, b, { keep: greedy, grad: onGreedy });
       const classes = greedyPass.output.length / b;
       greedyPredicted = argmaxRows(greedyPass.output, b, classes);
       let xs = batch.images;
@@ -182,19 +190,22 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
         xs = new Float32Array(rows * per);
         for (let r = 0; r < rows; r++) xs.set(batch.images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
       }
-      const sampledPass = await resnet.forward(xs, rows, { keep: sampled });
-      saved.push(sampledPass.saved!);
+      const sampledPass = await resnet.forward(xs, rows, { keep: sampled, grad: !onGreedy });
       sampledPredicted = argmaxRows(sampledPass.output, rows, classes);
-      let ce = crossEntropyWithGrad(sampledPass.output, rows, classes, (r) => batch.labels[rowImage[r]!]!);
+      const trained = onGreedy
+        ? { pass: greedyPass, rows: b, image: (r: number) => r }
+        : { pass: sampledPass, rows, image: (r: number) => rowImage[r]! };
+      saved.push(trained.pass.saved!);
+      let ce = crossEntropyWithGrad(trained.pass.output, trained.rows, classes, (r) => batch.labels[trained.image(r)]!);
       if (options.distillation && options.distillation.weight > 0) {
         if (!state.oracle.logits) throw new Error(`blockDropStep: distillation needs teacher logits, which ${state.oracle.name} does not give`);
         const identity = Int32Array.from({ length: b }, (_, i) => i);
         const teacher = await state.oracle.logits(batch.images, b, new Uint8Array(b * k).fill(1), identity);
         const { weight, temperature } = options.distillation;
-        ce = blendLosses(ce, distillationWithGrad(sampledPass.output, teacher, rows, classes, temperature, (r) => rowImage[r]!), weight);
+        ce = blendLosses(ce, distillationWithGrad(trained.pass.output, teacher, trained.rows, classes, temperature, trained.image), weight);
       }
       crossEntropy = ce.loss;
-      resnetGrad = { saved: sampledPass.saved!, dLogits: ce.grad };
+      resnetGrad = { saved: trained.pass.saved!, dLogits: ce.grad };
     }
     const greedyCorrect = correctPredictions(greedyPredicted, batch.labels);
     const greedyReward = rewards(greedy, greedyCorrect, k, options.penalty);

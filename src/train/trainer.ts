@@ -30,7 +30,7 @@ export interface TrainingSetup {
   readonly stage: 1 | 2;
   readonly config: CommonConfig &
     Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>> &
-    Partial<Pick<Stage2Config, 'policyLr' | 'distillWeight' | 'distillTemperature'>>;
+    Partial<Pick<Stage2Config, 'policyLr' | 'distillWeight' | 'distillTemperature' | 'classifierPolicy'>>;
   /** Number of blocks K. */
   readonly k: number;
   readonly policy: TrainablePolicy;
@@ -357,6 +357,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
           samples: config.samples,
           lossLimit: config.lossLimit,
           distillation: distillation(config),
+          classifierPolicy: config.classifierPolicy,
         },
       );
       stats.add(result, (performance.now() - t0) / 1000);
