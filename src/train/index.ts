@@ -89,16 +89,17 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
     policy = PolicyNetwork.init(arch, config.seed);
   }
   // Stage 1: the frozen ResNet's reward passes. Stage 2 computes its rewards with the training ResNet and asks this
-  // oracle only for the distillation teacher's logits (a frozen copy of --teacher, default the starting ResNet).
-  // The teacher is a model of its own: the tfjs oracle would otherwise run the live, training ResNet.
+  // oracle only for the distillation teacher's logits (a frozen copy of --teacher, default the starting ResNet); without
+  // distillation it asks nothing, so no executor is built. The teacher is a model of its own: the tfjs oracle would
+  // otherwise run the live, training ResNet.
   const stage2 = config as Partial<Stage2Config>;
   const teacher =
     stage === 2 && (stage2.distillWeight ?? 0) > 0 ? await loadTeacher(stage2.teacher || config.resnet, backbone) : undefined;
+  // Stage 2 changes the ResNet every step: evaluate its live tfjs weights.
+  const evalOracle = stage === 2 ? tfjsOracle(resnet, k, arch.inputSize) : undefined;
   const oracle = teacher
     ? await createRewardOracle(config.engine, teacher.model, teacher.backbone, log)
-    : await createRewardOracle(config.engine, resnet, backbone, log);
-  // Stage 2 changes the ResNet every step: evaluate its live tfjs weights.
-  const evalOracle = stage === 2 ? tfjsOracle(resnet, k, arch.inputSize) : oracle;
+    : (evalOracle ?? (await createRewardOracle(config.engine, resnet, backbone, log)));
   try {
     return await runTraining(
       {
@@ -108,7 +109,7 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
         policy,
         resnet,
         oracle,
-        evalOracle,
+        evalOracle: evalOracle ?? oracle,
         train,
         val,
         loadTest: () => loadCifar10({ dataDir: config.dataDir, split: 'test' }),
@@ -131,7 +132,7 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
     );
   } finally {
     oracle.dispose();
-    if (evalOracle !== oracle) evalOracle.dispose();
+    if (evalOracle && evalOracle !== oracle) evalOracle.dispose();
     teacher?.model.dispose();
     policy.dispose();
     resnet.dispose();
