@@ -99,14 +99,23 @@ export interface Stage1Config extends CommonConfig {
   readonly policyPretrainLr: number;
 }
 
+/** `--policy random`: stage 2 starts from a freshly initialised policy instead of a stage-1 checkpoint. */
+export const RANDOM_POLICY = 'random';
+
 export interface Stage2Config extends CommonConfig {
-  /** Stage-1 policy checkpoint to start from (required). */
+  /** Stage-1 policy checkpoint to start from (required), or `RANDOM_POLICY` for a fresh one seeded by `seed`. */
   readonly policy: string;
   /**
    * Learning rate of the policy's parameters (0 = `lr`, the reference: one rate for both networks). It follows the
    * same schedule, scaled by policyLr / lr. Older run directories lack it (= 0).
    */
   readonly policyLr?: number;
+  /**
+   * Train the ResNet only, on the paths the (unchanging) policy samples: with `--policy random` and its probabilities
+   * near 0.5 that is stochastic depth at about half the blocks. The policy's batch-norm running statistics still follow
+   * the batches. Not in the paper; older run directories lack it (= false).
+   */
+  readonly freezePolicy?: boolean;
   /**
    * Weight w of knowledge distillation: the ResNet's classification term becomes (1 − w)·CE + w·T²·KL(teacher ‖ ResNet)
    * (0 = off, the reference). Not in the paper; older run directories lack it (= 0).
@@ -182,6 +191,7 @@ export const defaultStage2Config: Stage2Config = {
   penalty: 5,
   entropyWeight: 0,
   policyLr: 0,
+  freezePolicy: false,
   distillWeight: 0,
   distillTemperature: 4,
   classifierPolicy: 'sampled',
@@ -290,8 +300,9 @@ export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
 
 export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   ...(COMMON_FLAGS as ConfigFlag<Stage2Config>[]),
-  { key: 'policy', flag: '--policy <checkpoint>', type: 'string', help: 'stage-1 policy checkpoint; required unless --resume' },
+  { key: 'policy', flag: '--policy <checkpoint>', type: 'string', help: "stage-1 policy checkpoint, or 'random' for a freshly initialised one (seeded by --seed); required unless --resume" },
   { key: 'policyLr', flag: '--policy-lr <lr>', type: 'number', help: "the policy's learning rate (0 = --lr for both networks, the reference)" },
+  { key: 'freezePolicy', flag: '--freeze-policy', type: 'boolean', help: 'do not train the policy: the ResNet learns the paths it samples (with --policy random: stochastic depth)' },
   { key: 'distillWeight', flag: '--distill <w>', type: 'number', help: 'distil a frozen teacher into the ResNet: (1 − w)·cross-entropy + w·distillation (0 = off, the reference)' },
   { key: 'distillTemperature', flag: '--distill-temperature <T>', type: 'number', help: 'softmax temperature of the distillation' },
   { key: 'classifierPolicy', flag: '--classifier-policy <kind>', type: 'choice', choices: ['sampled', 'greedy'], help: "train the ResNet's cross-entropy on the sampled policies (original) or on the greedy ones that evaluation runs" },

@@ -15,6 +15,7 @@ import { ResNet } from '../models/resnet.js';
 import {
   defaultStage1Config,
   defaultStage2Config,
+  RANDOM_POLICY,
   validateConfig,
   type CommonConfig,
   type Stage1Config,
@@ -65,6 +66,21 @@ async function loadTeacher(path: string, student: LoadedBackbone): Promise<{ mod
   return { model: ResNet.fromWeights(arch, backbone.tensors, { trainable: false }), backbone };
 }
 
+/**
+ * The policy a run starts from: stage 2's --policy (a checkpoint, or `random` for a fresh seeded one), stage 1's
+ * --policy-init, else a fresh one seeded by --seed. On --resume the trainer then loads the checkpoint's weights over it.
+ */
+export async function startingPolicy(
+  stage: 1 | 2,
+  config: Stage1Config | Stage2Config,
+  arch: ResNetConfig,
+): Promise<{ policy: PolicyNetwork; source: string }> {
+  const path = stage === 2 ? (config as Stage2Config).policy : (config as Stage1Config).policyInit;
+  if (stage === 2 && !path) throw new BlockdropError('finetuning needs a stage-1 policy; pass --policy CHECKPOINT (or --policy random)');
+  if (!path || path === RANDOM_POLICY) return { policy: PolicyNetwork.init(arch, config.seed), source: 'random init' };
+  return { policy: PolicyNetwork.fromWeights(arch, await loadPolicyWeights(path)), source: path };
+}
+
 async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: TrainHooks): Promise<TrainResult> {
   const config = validateConfig(withResume(input));
   const log = hooks.log ?? (() => {});
@@ -75,19 +91,7 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
   const train = loadCifar10({ dataDir: config.dataDir, split: config.trainSplit });
   const val = loadCifar10({ dataDir: config.dataDir, split: 'val' });
   const resnet = ResNet.fromWeights(arch, backbone.tensors, { trainable: stage === 2 });
-  let policy: PolicyNetwork;
-  let policySource = 'random init';
-  if (stage === 2) {
-    const path = (config as Stage2Config).policy;
-    if (!path) throw new BlockdropError('finetuning needs a stage-1 policy; pass --policy CHECKPOINT');
-    policy = PolicyNetwork.fromWeights(arch, await loadPolicyWeights(path));
-    policySource = path;
-  } else if ((config as Stage1Config).policyInit) {
-    policySource = (config as Stage1Config).policyInit!;
-    policy = PolicyNetwork.fromWeights(arch, await loadPolicyWeights(policySource));
-  } else {
-    policy = PolicyNetwork.init(arch, config.seed);
-  }
+  const { policy, source: policySource } = await startingPolicy(stage, config, arch);
   // Stage 1: the frozen ResNet's reward passes. Stage 2 computes its rewards with the training ResNet and asks this
   // oracle only for the distillation teacher's logits (a frozen copy of --teacher, default the starting ResNet); without
   // distillation it asks nothing, so no executor is built. The teacher is a model of its own: the tfjs oracle would

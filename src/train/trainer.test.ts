@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../backend/index.js';
+import { isBatchNormBuffer } from '../checkpoint/torch.js';
 import { NORMALIZATIONS } from '../models/config.js';
 import type { TensorMap } from '../tensor.js';
 import type { Stage1Config } from './config.js';
@@ -195,6 +196,23 @@ test('stage 2 trains the ResNet jointly: cross-entropy logged, ResNet weights ch
     assert.ok(!tensorsEqual(before, RunDirectory.withoutPrefix(saved!.tensors, 'resnet.')), 'ResNet unchanged');
     assert.ok([...saved!.tensors.keys()].some((n) => n.startsWith('resnet.')));
     assert.ok([...saved!.tensors.keys()].some((n) => n.startsWith('policy.')));
+  } finally {
+    s.dispose();
+  }
+});
+
+test('stage 2 with --freeze-policy trains the ResNet only: the policy keeps its weights (its batch-norm statistics move)', async () => {
+  const s = setup({ iterations: 2, evalEvery: 2, lr: 1e-3, entropyWeight: 0, penalty: 1 }, { stage: 2 });
+  try {
+    const weightsOnly = (m: TensorMap): TensorMap => new Map([...m].filter(([name]) => !isBatchNormBuffer(name)));
+    const policyBefore = s.policy.toTensorMap();
+    const resnetBefore = s.resnet.toTensorMap();
+    await runTraining({ ...s, config: { ...s.config, freezePolicy: true } });
+    const saved = (await new RunDirectory(s.config.runDir).loadLast())!.tensors;
+    const policyAfter = RunDirectory.withoutPrefix(saved, 'policy.');
+    assert.ok(tensorsEqual(weightsOnly(policyBefore), weightsOnly(policyAfter)), 'policy weights changed');
+    assert.ok(!tensorsEqual(policyBefore, policyAfter), 'policy running statistics did not follow the batches');
+    assert.ok(!tensorsEqual(resnetBefore, RunDirectory.withoutPrefix(saved, 'resnet.')), 'ResNet unchanged');
   } finally {
     s.dispose();
   }

@@ -30,7 +30,7 @@ export interface TrainingSetup {
   readonly stage: 1 | 2;
   readonly config: CommonConfig &
     Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>> &
-    Partial<Pick<Stage2Config, 'policyLr' | 'distillWeight' | 'distillTemperature' | 'classifierPolicy'>>;
+    Partial<Pick<Stage2Config, 'policyLr' | 'freezePolicy' | 'distillWeight' | 'distillTemperature' | 'classifierPolicy'>>;
   /** Number of blocks K. */
   readonly k: number;
   readonly policy: TrainablePolicy;
@@ -154,9 +154,9 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   const trainResNet = stage === 2;
   const policyParams = policy.variables();
   const params: tf.Variable[] = [...policyParams, ...(trainResNet ? resnet.variables() : [])];
-  // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both).
+  // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both), or freeze it.
   const policyLr = config.policyLr ?? 0;
-  const policyScale = policyLr > 0 ? policyLr / config.lr : 1;
+  const policyScale = config.freezePolicy ? 0 : policyLr > 0 ? policyLr / config.lr : 1;
   const optimizer = new Adam(params, {
     lr: config.lr,
     weightDecay: config.weightDecay,
