@@ -34,7 +34,20 @@ async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float
     dispose() {},
   };
   const inner = tfjsBackboneModule(resnet, k, 32);
-  const trained: { output?: Float32Array; rows?: number; keep?: Uint8Array; dOutput?: Float32Array } = {};
+  const trained: { output?: Float32Array; rows?: number; keep?: Uint8Array; dOutput?: Float32Array; policyBackwards: number } = {
+    policyBackwards: 0,
+  };
+  const policyModule = tfjsPolicyModule(policy, k, 32);
+  const countedPolicy: TrainableModule = {
+    engine: policyModule.engine,
+    outputs: policyModule.outputs,
+    forward: (x, n, forwardOptions) => policyModule.forward(x, n, forwardOptions),
+    backward(saved, d) {
+      trained.policyBackwards++;
+      return policyModule.backward(saved, d);
+    },
+    dispose: () => policyModule.dispose(),
+  };
   const recorded: TrainableModule = {
     engine: inner.engine,
     outputs: inner.outputs,
@@ -51,9 +64,10 @@ async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float
   };
   const params = [...policy.variables(), ...resnet.variables()];
   const optimizer = new Adam(params, { lr: 1e-4 });
+  const policyBefore = policy.variables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
   try {
     const result = await blockDropStep(
-      { policy, resnet, oracle: teacher, optimizer, params, rng: new Rng(3), modules: { policy: tfjsPolicyModule(policy, k, 32), resnet: recorded } },
+      { policy, resnet, oracle: teacher, optimizer, params, rng: new Rng(3), modules: { policy: countedPolicy, resnet: recorded } },
       batch,
       {
         k,
@@ -70,7 +84,8 @@ async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float
         ...options,
       },
     );
-    return { result, trained, labels: batch.labels, classes: SYNTHETIC_BACKBONE.numClasses };
+    const policyAfter = policy.variables().map((v) => Float32Array.from(v.dataSync() as Float32Array));
+    return { result, trained, policyBefore, policyAfter, labels: batch.labels, classes: SYNTHETIC_BACKBONE.numClasses };
   } finally {
     optimizer.dispose();
     policy.dispose();
@@ -110,6 +125,17 @@ test('with classifierPolicy greedy the cross-entropy trains the greedy pass, one
   // Its blocks are the greedy policy's: the same decisions the step reports as greedy.
   const blocks = Array.from({ length: 6 }, (_, r) => trained.keep!.subarray(r * syntheticK(), (r + 1) * syntheticK()).reduce((a, v) => a + v, 0));
   assert.ok(Math.abs(blocks.reduce((a, v) => a + v, 0) / 6 - result.blocksGreedy) < 1e-9);
+});
+
+test('trainPolicy false skips the policy backward and leaves its weights; the ResNet still trains', async () => {
+  // The entropy bonus gives the policy a gradient even where every advantage is zero.
+  const frozen = await recordedStep({ trainPolicy: false, entropyWeight: 0.1 });
+  assert.equal(frozen.trained.policyBackwards, 0);
+  assert.deepEqual(frozen.policyAfter, frozen.policyBefore);
+  assert.ok(frozen.trained.dOutput!.some((v) => v !== 0), 'the ResNet received a gradient');
+  const trainedPolicy = await recordedStep({ entropyWeight: 0.1 });
+  assert.equal(trainedPolicy.trained.policyBackwards, 1);
+  assert.notDeepEqual(trainedPolicy.policyAfter, trainedPolicy.policyBefore);
 });
 
 test('distillation needs an oracle that gives logits: a clear error otherwise', async () => {

@@ -98,6 +98,11 @@ export interface StepOptions {
    * original) or 'greedy' (the paths evaluation runs). The other pass still gives the rewards. Default 'sampled'.
    */
   readonly classifierPolicy?: 'sampled' | 'greedy';
+  /**
+   * False freezes the policy (stage 2's --freeze-policy): its backward pass is skipped and its parameters get no
+   * gradient, so Adam leaves them (and their moments) as they are; its forward still samples the paths. Default true.
+   */
+  readonly trainPolicy?: boolean;
 }
 
 export interface StepResult {
@@ -232,7 +237,8 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
     const pgValue = (await pg.data())[0]!;
     const dProbsData = (await dProbs.data()) as Float32Array;
     tf.dispose([pg, dProbs]);
-    grads.push(...(await modules.policy.backward(policyPass.saved!, dProbsData)));
+    if (options.trainPolicy === false) grads.push(...state.policy.variables().map(() => undefined));
+    else grads.push(...(await modules.policy.backward(policyPass.saved!, dProbsData)));
     if (resnetGrad) {
       grads.push(...(await modules.resnet!.backward(resnetGrad.saved, resnetGrad.dLogits)));
     }

@@ -154,9 +154,9 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   const trainResNet = stage === 2;
   const policyParams = policy.variables();
   const params: tf.Variable[] = [...policyParams, ...(trainResNet ? resnet.variables() : [])];
-  // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both), or freeze it.
+  // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both).
   const policyLr = config.policyLr ?? 0;
-  const policyScale = config.freezePolicy ? 0 : policyLr > 0 ? policyLr / config.lr : 1;
+  const policyScale = policyLr > 0 ? policyLr / config.lr : 1;
   const optimizer = new Adam(params, {
     lr: config.lr,
     weightDecay: config.weightDecay,
@@ -358,6 +358,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
           lossLimit: config.lossLimit,
           distillation: distillation(config),
           classifierPolicy: config.classifierPolicy,
+          trainPolicy: !config.freezePolicy,
         },
       );
       stats.add(result, (performance.now() - t0) / 1000);
