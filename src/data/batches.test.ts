@@ -146,6 +146,49 @@ test('augmentation is deterministic for a seed and differs between seeds', () =>
   assert.notDeepEqual(a, c);
 });
 
+test('cutout blanks a side×side square (clipped at the borders) after crop and flip, and nothing else', () => {
+  const set = makeSet(40);
+  const n = NORMALIZATIONS.cifar;
+  const side = 12;
+  const rng = new Rng(3);
+  let clipped = 0;
+  for (let i = 0; i < set.count; i++) {
+    const before = rng.state();
+    const withCutout = normalizeBatch(set, [i], n, { rng, cutout: side });
+    const plain = normalizeBatch(set, [i], n, { rng: Rng.fromState(before) });
+    // Replay the draws: crop top, crop left, flip, then the square's centre row and column.
+    const mirror = Rng.fromState(before);
+    mirror.nextInt(9);
+    mirror.nextInt(9);
+    mirror.bernoulli(0.5);
+    const cy = mirror.nextInt(32);
+    const cx = mirror.nextInt(32);
+    assert.deepEqual(rng.state(), mirror.state(), 'five draws per image with cutout');
+    const inside = (y: number, x: number) => y >= cy - side / 2 && y < cy + side / 2 && x >= cx - side / 2 && x < cx + side / 2;
+    let blanked = 0;
+    for (let y = 0; y < 32; y++) {
+      for (let x = 0; x < 32; x++) {
+        for (let c = 0; c < 3; c++) {
+          const o = (y * 32 + x) * 3 + c;
+          if (inside(y, x)) assert.equal(withCutout[o], 0, `image ${i} (${y}, ${x}) is inside the square`);
+          else assert.equal(withCutout[o], plain[o], `image ${i} (${y}, ${x}) is outside the square`);
+        }
+        if (inside(y, x)) blanked++;
+      }
+    }
+    const rows = Math.min(32, cy + side / 2) - Math.max(0, cy - side / 2);
+    const cols = Math.min(32, cx + side / 2) - Math.max(0, cx - side / 2);
+    assert.equal(blanked, rows * cols);
+    if (rows * cols < side * side) clipped++;
+  }
+  assert.ok(clipped > 0 && clipped < set.count, `some squares are clipped at a border (${clipped} of ${set.count})`);
+  // cutout 0 is the plain augmentation, draw for draw.
+  assert.deepEqual(
+    normalizeBatch(set, [0, 1, 2], n, { rng: new Rng(5), cutout: 0 }),
+    normalizeBatch(set, [0, 1, 2], n, { rng: new Rng(5) }),
+  );
+});
+
 test('EpochSampler: each epoch is a permutation, batch sizes, new order per epoch', () => {
   const sampler = new EpochSampler(10, 4, new Rng(1));
   assert.equal(sampler.batchesPerEpoch, 3);

@@ -12,6 +12,11 @@ export const CROP_PADDING = 4;
 
 export interface AugmentOptions {
   readonly rng: Rng;
+  /**
+   * Cutout (DeVries & Taylor 2017): after crop and flip, a square of this side, centred on a uniformly random pixel
+   * and clipped at the borders, is set to 0 in normalised space (the mean colour). 0 or absent = off.
+   */
+  readonly cutout?: number;
 }
 
 const lutCache = new Map<string, Float32Array>();
@@ -33,8 +38,9 @@ function normalizationLut(n: Normalization): Float32Array {
 /**
  * Images `indices` of `set` as float32 NHWC [B, 32, 32, 3] of (x/255 − mean)/std.
  * With `augment`, each image gets, in torchvision order, RandomCrop(32, padding=4) — padding is 0 in pixel
- * space, so padded pixels become (0 − mean)/std — then RandomHorizontalFlip(p=0.5). Per image the rng draws
- * the crop top (0..8), the crop left (0..8), then the flip.
+ * space, so padded pixels become (0 − mean)/std — then RandomHorizontalFlip(p=0.5), then the optional cutout.
+ * Per image the rng draws the crop top (0..8), the crop left (0..8), the flip, then (with cutout) its centre row
+ * and column; without cutout the draws are the same as before cutout existed.
  * `out` (length B×3072) is reused when given.
  */
 export function normalizeBatch(
@@ -105,6 +111,17 @@ export function normalizeBatch(
           result[o + 2] = lut[512 + images[i + 2]!]!;
         }
       }
+    }
+    const cutout = augment.cutout ?? 0;
+    if (cutout > 0) {
+      const cy = rng.nextInt(side);
+      const cx = rng.nextInt(side);
+      const half = Math.floor(cutout / 2);
+      const y0 = Math.max(0, cy - half);
+      const y1 = Math.min(side, cy - half + cutout);
+      const x0 = Math.max(0, cx - half);
+      const x1 = Math.min(side, cx - half + cutout);
+      for (let y = y0; y < y1; y++) result.fill(0, dst + (y * side + x0) * 3, dst + (y * side + x1) * 3);
     }
   }
   return result;

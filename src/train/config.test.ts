@@ -32,6 +32,9 @@ test('validation explains bad values in one line', () => {
   assert.throws(() => validateConfig({ ...base, baseline: 'samples', samples: 1 }), /--samples 2/);
   assert.throws(() => validateConfig({ ...base, sampleFloor: 0.9 }), /--sample-floor between 0 and α/);
   assert.equal(validateConfig({ ...base, sampleFloor: 0.05 }).sampleFloor, 0.05);
+  assert.throws(() => validateConfig({ ...base, cutout: 40 }), /cutout 40 is invalid; pass --cutout/);
+  assert.throws(() => validateConfig({ ...base, cutout: 2.5 }), /cutout 2.5 is invalid/);
+  assert.equal(validateConfig({ ...base, cutout: 16 }).cutout, 16);
   const stage2 = { ...defaultStage2Config, resnet: 'r.t7', runDir: 'run', policy: 'p.safetensors' };
   assert.throws(() => validateConfig({ ...stage2, distillWeight: 1.5 }), /--distill between 0 \(off\) and 1/);
   assert.throws(() => validateConfig({ ...stage2, distillTemperature: 0 }), /distill temperature 0 is invalid/);

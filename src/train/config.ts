@@ -37,6 +37,8 @@ export interface CommonConfig {
   readonly lrDecayRatio: number;
   readonly lrMin: number;
   readonly weightDecay: number;
+  /** Side in pixels of the cutout square of each training image (DeVries & Taylor 2017); 0 or absent = off. */
+  readonly cutout?: number;
   /** γ ≥ 0: the reward of a wrong prediction is −γ. */
   readonly penalty: number;
   /** Probability bound α: sampling probabilities stay in [1 − α, α]. */
@@ -267,6 +269,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'lrDecayRatio', flag: '--lr-decay-ratio <r>', type: 'number', help: 'step schedule factor' },
   { key: 'lrMin', flag: '--lr-min <rate>', type: 'number', help: 'final learning rate of the cosine schedule' },
   { key: 'weightDecay', flag: '--weight-decay <wd>', type: 'number', help: 'Adam L2 weight decay' },
+  { key: 'cutout', flag: '--cutout <px>', type: 'int', help: 'augmentation: blank a random px×px square of each training image after crop and flip (0 = off, the reference)' },
   { key: 'penalty', flag: '--penalty <gamma>', type: 'number', help: 'γ ≥ 0: reward −γ for a wrong prediction (the original\'s --penalty -5 is 5 here)' },
   { key: 'alpha', flag: '--alpha <a>', type: 'number', help: 'probability bound: sample from αs + (1−α)(1−s)' },
   { key: 'alphaFinal', flag: '--alpha-final <a>', type: 'number', help: 'anneal α linearly to this value over the run (0 = constant)' },
@@ -336,6 +339,10 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
   check(
     config.penalty >= 0,
     `penalty ${config.penalty} is negative; give γ ≥ 0 (a wrong prediction earns −γ: the original's --penalty -5 is --penalty 5 here)`,
+  );
+  check(
+    config.cutout === undefined || (Number.isInteger(config.cutout) && config.cutout >= 0 && config.cutout <= 32),
+    `cutout ${config.cutout} is invalid; pass --cutout as a whole number of pixels from 0 (off) to 32`,
   );
   check(config.alpha >= 0.5 && config.alpha <= 1, `alpha ${config.alpha} is outside [0.5, 1]`);
   check(

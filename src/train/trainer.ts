@@ -338,7 +338,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
       const indices = sampler.nextBatch();
       const size = indices.length;
       const x = size === config.batchSize ? images : new Float32Array(size * side * side * 3);
-      normalizeBatch(setup.train, indices, setup.normalization, setup.augment === false ? undefined : { rng: augmentRng }, x);
+      normalizeBatch(setup.train, indices, setup.normalization, setup.augment === false ? undefined : { rng: augmentRng, cutout: config.cutout ?? 0 }, x);
       optimizer.lr = lr;
       const result = await blockDropStep(
         { policy, resnet, oracle: setup.oracle, optimizer, params, rng: sampleRng, modules },
