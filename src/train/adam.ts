@@ -5,20 +5,13 @@
  * and its ε sits inside the bias correction differently.
  */
 import * as tf from '@tensorflow/tfjs';
-import { BlockdropError } from '../errors.js';
-import { float32Tensor, shapeString, type HostTensor, type TensorMap } from '../tensor.js';
+import type { HostTensor, TensorMap } from '../tensor.js';
+import { assignSlot, hostSlot, readSlot, slotName, type Optimizer, type OptimizerOptions } from './optimizer.js';
 
-export interface AdamOptions {
-  readonly lr: number;
+export interface AdamOptions extends OptimizerOptions {
   readonly beta1?: number;
   readonly beta2?: number;
   readonly eps?: number;
-  readonly weightDecay?: number;
-  /**
-   * Per-parameter multipliers of the learning rate (PyTorch's parameter groups with their own lr, as a ratio so
-   * that one schedule drives them all). Default 1 for every parameter.
-   */
-  readonly lrScale?: readonly number[];
 }
 
 /** Serialisable optimiser state: the step count and both moments per parameter, in parameter order. */
@@ -28,7 +21,7 @@ export interface AdamState {
   readonly v: readonly HostTensor[];
 }
 
-export class Adam {
+export class Adam implements Optimizer {
   lr: number;
   readonly beta1: number;
   readonly beta2: number;
@@ -85,29 +78,12 @@ export class Adam {
   }
 
   state(): AdamState {
-    const host = (vars: tf.Variable[]): HostTensor[] =>
-      vars.map((x) => float32Tensor(x.shape, Float32Array.from(x.dataSync() as Float32Array)));
-    return { step: this.t, m: host(this.m), v: host(this.v) };
+    return { step: this.t, m: hostSlot(this.m), v: hostSlot(this.v) };
   }
 
   loadState(state: AdamState): void {
-    if (state.m.length !== this.params.length || state.v.length !== this.params.length) {
-      throw new BlockdropError(
-        `the checkpoint's optimiser state has ${state.m.length} parameters, the model ${this.params.length}; it belongs to a different model`,
-      );
-    }
-    const load = (targets: tf.Variable[], values: readonly HostTensor[]): void =>
-      targets.forEach((target, i) => {
-        const value = values[i]!;
-        if (shapeString(value.shape) !== shapeString(target.shape)) {
-          throw new BlockdropError(
-            `optimiser moment ${i} has shape ${shapeString(value.shape)}, parameter ${shapeString(target.shape)}; the checkpoint belongs to a different model`,
-          );
-        }
-        target.assign(tf.tensor(value.data as Float32Array, [...value.shape], 'float32'));
-      });
-    load(this.m, state.m);
-    load(this.v, state.v);
+    assignSlot(this.m, state.m);
+    assignSlot(this.v, state.v);
     this.t = state.step;
   }
 
@@ -115,24 +91,17 @@ export class Adam {
   toTensorMap(prefix = 'optimizer'): TensorMap {
     const state = this.state();
     const out: TensorMap = new Map();
-    const pad = (i: number): string => String(i).padStart(3, '0');
-    state.m.forEach((t, i) => out.set(`${prefix}.m.${pad(i)}`, t));
-    state.v.forEach((t, i) => out.set(`${prefix}.v.${pad(i)}`, t));
+    state.m.forEach((t, i) => out.set(slotName(prefix, 'm', i), t));
+    state.v.forEach((t, i) => out.set(slotName(prefix, 'v', i), t));
     return out;
   }
 
+  loadTensorMap(tensors: TensorMap, step: number): void {
+    this.loadState(Adam.stateFromTensorMap(tensors, step, this.params.length));
+  }
+
   static stateFromTensorMap(tensors: TensorMap, step: number, count: number, prefix = 'optimizer'): AdamState {
-    const pad = (i: number): string => String(i).padStart(3, '0');
-    const get = (kind: string, i: number): HostTensor => {
-      const t = tensors.get(`${prefix}.${kind}.${pad(i)}`);
-      if (!t) throw new BlockdropError(`the checkpoint lacks optimiser tensor ${prefix}.${kind}.${pad(i)}; it cannot be resumed`);
-      return t;
-    };
-    return {
-      step,
-      m: Array.from({ length: count }, (_, i) => get('m', i)),
-      v: Array.from({ length: count }, (_, i) => get('v', i)),
-    };
+    return { step, m: readSlot(tensors, prefix, 'm', count), v: readSlot(tensors, prefix, 'v', count) };
   }
 
   dispose(): void {

@@ -35,6 +35,9 @@ test('validation explains bad values in one line', () => {
   assert.throws(() => validateConfig({ ...base, cutout: 40 }), /cutout 40 is invalid; pass --cutout/);
   assert.throws(() => validateConfig({ ...base, cutout: 2.5 }), /cutout 2.5 is invalid/);
   assert.equal(validateConfig({ ...base, cutout: 16 }).cutout, 16);
+  assert.throws(() => validateConfig({ ...base, momentum: 1 }), /momentum 1 is outside \[0, 1\); pass --momentum/);
+  assert.throws(() => validateConfig({ ...base, weightDecay: -1e-4 }), /weight decay -0.0001 is invalid/);
+  assert.equal(validateConfig({ ...base, optimizer: 'sgd', momentum: 0.9, weightDecay: 5e-4 }).optimizer, 'sgd');
   const stage2 = { ...defaultStage2Config, resnet: 'r.t7', runDir: 'run', policy: 'p.safetensors' };
   assert.throws(() => validateConfig({ ...stage2, distillWeight: 1.5 }), /--distill between 0 \(off\) and 1/);
   assert.throws(() => validateConfig({ ...stage2, distillTemperature: 0 }), /distill temperature 0 is invalid/);

@@ -4,6 +4,7 @@
  */
 import { BlockdropError } from '../errors.js';
 import type { TrainEngine } from './engine.js';
+import type { OptimizerKind } from './optimizer.js';
 import type { EntropyKind } from './reinforce.js';
 
 export type LrSchedule = 'step' | 'cosine' | 'constant';
@@ -36,7 +37,15 @@ export interface CommonConfig {
   readonly lrDecayEvery: number;
   readonly lrDecayRatio: number;
   readonly lrMin: number;
+  /** L2 weight decay added to the gradient (PyTorch's `weight_decay`). */
   readonly weightDecay: number;
+  /**
+   * 'adam' (the reference, both stages) or 'sgd' with momentum (how the CIFAR ResNets were trained). Not in the
+   * paper; older run directories lack it (= 'adam').
+   */
+  readonly optimizer?: OptimizerKind;
+  /** Momentum of 'sgd' (default 0.9). */
+  readonly momentum?: number;
   /** Side in pixels of the cutout square of each training image (DeVries & Taylor 2017); 0 or absent = off. */
   readonly cutout?: number;
   /** γ ≥ 0: the reward of a wrong prediction is −γ. */
@@ -143,6 +152,8 @@ const COMMON_DEFAULTS = {
   lrDecayRatio: 0.1,
   lrMin: 0,
   weightDecay: 0,
+  optimizer: 'adam',
+  momentum: 0.9,
   alpha: 0.8,
   alphaFinal: 0,
   baseline: 'greedy',
@@ -262,13 +273,15 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'batchSize', flag: '--batch-size <n>', type: 'int', help: 'images per step' },
   { key: 'epochs', flag: '--epochs <n>', type: 'number', help: 'run length in epochs' },
   { key: 'iterations', flag: '--iterations <n>', type: 'int', help: 'run length in iterations (overrides --epochs when > 0)' },
-  { key: 'timeLimitMinutes', flag: '--time-limit <minutes>', type: 'number', help: 'stop after this much training time (0 = none)' },
-  { key: 'lr', flag: '--lr <rate>', type: 'number', help: 'Adam learning rate' },
+  { key: 'timeLimitMinutes', flag: '--time-limit <minutes>', type: 'number', help: 'stop after this much training time in all, resumes included (0 = none); a resumed run keeps the limit it was started with unless given one' },
+  { key: 'lr', flag: '--lr <rate>', type: 'number', help: 'learning rate' },
   { key: 'lrSchedule', flag: '--lr-schedule <kind>', type: 'choice', choices: ['step', 'cosine', 'constant'], help: 'step: ×ratio every --lr-decay-every epochs (original); cosine: to --lr-min over the run' },
   { key: 'lrDecayEvery', flag: '--lr-decay-every <epochs>', type: 'number', help: 'step schedule period in epochs' },
   { key: 'lrDecayRatio', flag: '--lr-decay-ratio <r>', type: 'number', help: 'step schedule factor' },
   { key: 'lrMin', flag: '--lr-min <rate>', type: 'number', help: 'final learning rate of the cosine schedule' },
-  { key: 'weightDecay', flag: '--weight-decay <wd>', type: 'number', help: 'Adam L2 weight decay' },
+  { key: 'weightDecay', flag: '--weight-decay <wd>', type: 'number', help: 'L2 weight decay, added to the gradient as in PyTorch' },
+  { key: 'optimizer', flag: '--optimizer <kind>', type: 'choice', choices: ['adam', 'sgd'], help: 'adam (the reference) or sgd with momentum (how the CIFAR ResNets were trained)' },
+  { key: 'momentum', flag: '--momentum <m>', type: 'number', help: 'momentum of --optimizer sgd' },
   { key: 'cutout', flag: '--cutout <px>', type: 'int', help: 'augmentation: blank a random px×px square of each training image after crop and flip (0 = off, the reference)' },
   { key: 'penalty', flag: '--penalty <gamma>', type: 'number', help: 'γ ≥ 0: reward −γ for a wrong prediction (the original\'s --penalty -5 is 5 here)' },
   { key: 'alpha', flag: '--alpha <a>', type: 'number', help: 'probability bound: sample from αs + (1−α)(1−s)' },
@@ -343,6 +356,14 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
   check(
     config.cutout === undefined || (Number.isInteger(config.cutout) && config.cutout >= 0 && config.cutout <= 32),
     `cutout ${config.cutout} is invalid; pass --cutout as a whole number of pixels from 0 (off) to 32`,
+  );
+  check(
+    config.weightDecay >= 0 && Number.isFinite(config.weightDecay),
+    `weight decay ${config.weightDecay} is invalid; use a number ≥ 0 (0 = off)`,
+  );
+  check(
+    config.momentum === undefined || (config.momentum >= 0 && config.momentum < 1),
+    `momentum ${config.momentum} is outside [0, 1); pass --momentum such as 0.9`,
   );
   check(config.alpha >= 0.5 && config.alpha <= 1, `alpha ${config.alpha} is outside [0.5, 1]`);
   check(

@@ -34,12 +34,17 @@ export type { EvalRecord } from './run-dir.js';
 export { runTraining } from './trainer.js';
 export { blockDropStep } from './step.js';
 
-/** On resume the run directory's own config wins, except the time limit of this session. */
-function withResume<C extends CommonConfig>(config: C): C {
-  if (!config.resume) return config;
-  const { stage, ...saved } = RunDirectory.readConfig<C & { stage?: number }>(config.runDir);
+/**
+ * The configuration a run starts with: the defaults under what the caller gave or, on resume, the run directory's
+ * own config, so that the run continues as it was started. Its time limit counts training time across resumes and
+ * holds too, unless the caller gives a new one (a resumed run once forgot it and trained on past its budget).
+ */
+export function startingConfig<C extends CommonConfig>(defaults: C, given: Partial<C> & Pick<C, 'runDir'>): C {
+  if (!given.resume) return { ...defaults, ...given };
+  const { stage, ...saved } = RunDirectory.readConfig<C & { stage?: number }>(given.runDir);
   void stage;
-  return { ...(saved as unknown as C), resume: true, timeLimitMinutes: config.timeLimitMinutes, runDir: config.runDir };
+  const timeLimit = given.timeLimitMinutes !== undefined ? { timeLimitMinutes: given.timeLimitMinutes } : {};
+  return { ...(saved as unknown as C), resume: true, runDir: given.runDir, ...timeLimit };
 }
 
 function flopsCounter(arch: ResNetConfig): (keep: Uint8Array) => number {
@@ -82,7 +87,7 @@ export async function startingPolicy(
 }
 
 async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: TrainHooks): Promise<TrainResult> {
-  const config = validateConfig(withResume(input));
+  const config = validateConfig(input);
   const log = hooks.log ?? (() => {});
   const backbone = await loadBackbone(config.resnet, { arch: config.arch });
   await initBackend(config.backend);
@@ -145,7 +150,7 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
 
 /** Stage 1: curriculum policy learning on a frozen ResNet. Unset fields take `defaultStage1Config`'s values. */
 export async function trainPolicy(config: Partial<Stage1Config> & Pick<Stage1Config, 'resnet' | 'runDir'>, hooks: TrainHooks = {}): Promise<TrainResult> {
-  return run(1, { ...defaultStage1Config, ...config }, hooks);
+  return run(1, startingConfig(defaultStage1Config, config), hooks);
 }
 
 /** Stage 2: joint finetuning of policy and ResNet. Unset fields take `defaultStage2Config`'s values. */
@@ -153,12 +158,12 @@ export async function finetune(
   config: Partial<Stage2Config> & Pick<Stage2Config, 'resnet' | 'runDir' | 'policy'>,
   hooks: TrainHooks = {},
 ): Promise<TrainResult> {
-  return run(2, { ...defaultStage2Config, ...config }, hooks);
+  return run(2, startingConfig(defaultStage2Config, config), hooks);
 }
 
 /**
  * `--resume RUN_DIR`: continues a killed or stopped run with the configuration it was started with (its stage is in
- * config.json); only the time limit of this session may be changed.
+ * config.json), its time limit included; only the time limit may be changed.
  */
 export async function resumeTraining(
   runDir: string,
@@ -167,6 +172,6 @@ export async function resumeTraining(
 ): Promise<TrainResult> {
   const saved = RunDirectory.readConfig<(Stage1Config | Stage2Config) & { stage?: 1 | 2 }>(runDir);
   const { stage, ...config } = saved;
-  const resumed = { ...config, runDir, resume: true, timeLimitMinutes: overrides.timeLimitMinutes ?? 0 };
+  const resumed = { ...config, runDir, resume: true, timeLimitMinutes: overrides.timeLimitMinutes ?? config.timeLimitMinutes ?? 0 };
   return stage === 2 ? run(2, resumed as Stage2Config, hooks) : run(1, resumed as Stage1Config, hooks);
 }

@@ -64,6 +64,7 @@ export interface TrainingCheckpointMeta {
   readonly k: number;
   readonly iteration: number;
   readonly epoch: number;
+  /** Optimiser updates so far (named for Adam, the first optimiser; kept so that older checkpoints resume). */
   readonly adamStep: number;
   readonly sampler: SamplerState;
   readonly augmentRng: number[];

@@ -16,10 +16,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { BlockdropError } from '../errors.js';
-import type { Adam } from './adam.js';
 import { blendLosses, crossEntropyWithGrad, distillationWithGrad } from './classifier-loss.js';
 import { tfjsBackboneModule, tfjsPolicyModule, type SavedState, type TrainableModule } from './engine.js';
 import type { BackboneModel, RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
+import type { Optimizer } from './optimizer.js';
 import {
   advantages,
   blocksUsed,
@@ -44,7 +44,7 @@ export interface StepState {
   /** Frozen-ResNet reward passes (stage 1); stage 2 with distillation: the teacher's logits. */
   readonly oracle: RewardOracle;
   /** Over the policy's variables, then (stage 2) the ResNet's. */
-  readonly optimizer: Adam;
+  readonly optimizer: Optimizer;
   readonly params: readonly tf.Variable[];
   /** Draws the sampled policies. */
   readonly rng: Rng;
@@ -256,7 +256,7 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
         `training diverged: loss ${loss}, gradient norm ${gradNorm}; stopped before the update, the last checkpoint is intact — lower --lr (or raise --loss-limit if the loss is legitimately large)`,
       );
     }
-    // 4. Adam.
+    // 4. The optimiser's update.
     state.optimizer.apply(grads);
     const used = blocksUsed(greedy, k);
     const usedSampled = blocksUsed(sampled, k);

@@ -111,34 +111,36 @@ test('the ONNX Runtime training engine follows the TensorFlow.js one: same valid
   assert.ok(Math.abs(p.valBlocksMean - t.valBlocksMean) <= 0.5, `data-parallel end: blocks ${p.valBlocksMean} vs ${t.valBlocksMean}`);
 });
 
-test('a killed run resumed from its last checkpoint ends exactly like an uninterrupted one', async () => {
-  const config = { iterations: 6, evalEvery: 2, samples: 2, curriculumEvery: 2, curriculumUnit: 'iteration' as const };
-  const a = setup(config);
-  await runTraining(a);
-  const weightsA = a.policy.toTensorMap();
-  const metricsA = new RunDirectory(a.config.runDir).readMetrics();
-  a.dispose();
+for (const optimizer of ['adam', 'sgd'] as const) {
+  test(`a killed run resumed from its last checkpoint ends exactly like an uninterrupted one (${optimizer})`, async () => {
+    const config = { iterations: 6, evalEvery: 2, samples: 2, curriculumEvery: 2, curriculumUnit: 'iteration' as const, optimizer, weightDecay: 1e-4 };
+    const a = setup(config);
+    await runTraining(a);
+    const weightsA = a.policy.toTensorMap();
+    const metricsA = new RunDirectory(a.config.runDir).readMetrics();
+    a.dispose();
 
-  const b = setup(config);
-  await assert.rejects(
-    runTraining(b, {
-      onProgress: (p) => {
-        if (p.phase === 'train' && p.iteration === 5) throw new Error('killed');
-      },
-    }),
-    /killed/,
-  );
-  b.dispose();
-  // A new process: fresh models (the policy re-initialised), everything else from the run directory.
-  const c = setup({ ...config, runDir: b.config.runDir, resume: true });
-  await runTraining(c);
-  const weightsC = c.policy.toTensorMap();
-  const metricsC = new RunDirectory(c.config.runDir).readMetrics();
-  c.dispose();
-  assert.deepEqual(metricsC.map((r) => r.iteration), [0, 2, 4, 6]);
-  assert.deepEqual(deterministic(metricsC), deterministic(metricsA));
-  assert.ok(tensorsEqual(weightsA, weightsC), 'final policy weights differ');
-});
+    const b = setup(config);
+    await assert.rejects(
+      runTraining(b, {
+        onProgress: (p) => {
+          if (p.phase === 'train' && p.iteration === 5) throw new Error('killed');
+        },
+      }),
+      /killed/,
+    );
+    b.dispose();
+    // A new process: fresh models (the policy re-initialised), everything else from the run directory.
+    const c = setup({ ...config, runDir: b.config.runDir, resume: true });
+    await runTraining(c);
+    const weightsC = c.policy.toTensorMap();
+    const metricsC = new RunDirectory(c.config.runDir).readMetrics();
+    c.dispose();
+    assert.deepEqual(metricsC.map((r) => r.iteration), [0, 2, 4, 6]);
+    assert.deepEqual(deterministic(metricsC), deterministic(metricsA));
+    assert.ok(tensorsEqual(weightsA, weightsC), 'final policy weights differ');
+  });
+}
 
 test('the same seed gives the same metrics; another seed does not', async () => {
   const config = { iterations: 2, evalEvery: 2 };

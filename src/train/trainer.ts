@@ -17,6 +17,8 @@ import type { TensorMap } from '../tensor.js';
 import { Rng } from '../util/rng.js';
 import type * as tf from '@tensorflow/tfjs';
 import { Adam } from './adam.js';
+import type { Optimizer } from './optimizer.js';
+import { Sgd } from './sgd.js';
 import { alphaAt, learningRate, type CommonConfig, type Stage1Config, type Stage2Config } from './config.js';
 import type { RewardOracle, TrainableBackbone, TrainablePolicy } from './models.js';
 import { learnableBlocks, type CurriculumSchedule } from './reinforce.js';
@@ -157,11 +159,13 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   // Stage 2 may give the policy its own rate (a ratio to lr, so the schedule moves both).
   const policyLr = config.policyLr ?? 0;
   const policyScale = policyLr > 0 ? policyLr / config.lr : 1;
-  const optimizer = new Adam(params, {
+  const optimizerOptions = {
     lr: config.lr,
     weightDecay: config.weightDecay,
+    momentum: config.momentum,
     lrScale: params.map((_, i) => (i < policyParams.length ? policyScale : 1)),
-  });
+  };
+  const optimizer: Optimizer = config.optimizer === 'sgd' ? new Sgd(params, optimizerOptions) : new Adam(params, optimizerOptions);
   const curriculum = curriculumOf(setup);
   const side = setup.train.height;
 
@@ -182,7 +186,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     if (meta.stage !== stage) throw new BlockdropError(`${config.runDir} holds a stage-${meta.stage} run; it cannot be resumed as stage ${stage}`);
     policy.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'policy.'));
     if (trainResNet) resnet.assignWeights(RunDirectory.withoutPrefix(saved.tensors, 'resnet.'));
-    optimizer.loadState(Adam.stateFromTensorMap(saved.tensors, meta.adamStep, params.length));
+    optimizer.loadTensorMap(saved.tensors, meta.adamStep);
     sampler = EpochSampler.fromState(meta.sampler);
     augmentRng = Rng.fromState(meta.augmentRng);
     sampleRng = Rng.fromState(meta.sampleRng);
