@@ -7,7 +7,12 @@
  * ResNet-8 policy (random init: the step's cost does not depend on what the policy learned).
  * - stage 1: one full step (policy forward + backward, the two frozen-ResNet reward passes through the ONNX
  *   executor, REINFORCE, Adam), ONNX Runtime training engine vs the TensorFlow.js one;
- * - stage 2: one joint step (ResNet-32 greedy + sampled passes in train mode, its backward, the policy's).
+ * - stage 2: one joint step (ResNet-32 greedy + sampled passes in train mode, its backward, the policy's), with the
+ *   original's masked blocks and with gathered ones (each block on the rows that keep it);
+ * - stage 2 with the policy frozen and the cross-entropy on the greedy paths (the ResNet-only steps of the
+ *   stochastic-depth pipeline: one ResNet pass and its backward), masked and gathered.
+ * The policy is freshly initialised, so about half the blocks run per image (greedy ≈ 7 of 15): the block counts
+ * of the pipeline's ResNet-only steps.
  * The ONNX engine runs as training does by default (--train-workers 0: one worker thread per core, each batch split
  * between them) and, for the ratio, in one process with ORT's intra-op threads (`onnxOneProcess`).
  * Every measurement runs in its own child process (`--only stage:engine:workers`), so its peak RSS (the process's
@@ -32,6 +37,7 @@ import { Adam } from '../src/train/adam.js';
 import { createTrainModules, type TrainEngine } from '../src/train/engine.js';
 import { createRewardOracle, type RewardOracle } from '../src/train/models.js';
 import { blockDropStep } from '../src/train/step.js';
+import type { BlockExecution } from '../src/train/onnx-graph.js';
 import { Rng } from '../src/util/rng.js';
 import { load1, median, peakRssMb, round, runIfScript } from './stats.js';
 
@@ -39,8 +45,15 @@ const execFileAsync = promisify(execFile);
 
 const DEFAULT_WEIGHTS = join(weightsDir, 'blockdrop_R32_C10_pk_E_164_A_0.923.t7');
 
+/** Stage-2 variants: the joint step, or the policy frozen with the cross-entropy on the greedy paths. */
+type Variant = 'joint' | 'frozen';
+
 interface StageResult {
   readonly engine: 'onnx' | 'tfjs';
+  readonly variant: Variant;
+  readonly blockExecution: BlockExecution;
+  /** Mean blocks run per image in the greedy (and, joint, sampled) passes. */
+  readonly blocksGreedy: number;
   readonly batch: number;
   readonly steps: number;
   readonly stepSeconds: number;
@@ -72,8 +85,12 @@ async function measureStage(options: {
   oracle?: RewardOracle;
   train: ImageSet;
   workers?: number;
+  variant?: Variant;
+  blockExecution?: BlockExecution;
   log: (m: string) => void;
 }): Promise<StageResult> {
+  const variant = options.variant ?? 'joint';
+  const blockExecution = options.blockExecution ?? 'masked';
   const { stage, engine, batch, weights } = options;
   const arch = weights.arch;
   const k = blockCount(arch);
@@ -86,8 +103,10 @@ async function measureStage(options: {
     k,
     side: 32,
     log: options.log,
+    blockExecution,
     ...(options.workers ? { workers: options.workers } : {}),
   });
+  let blocks = 0;
   const seed = new Rng(0);
   const sampler = new EpochSampler(train.count, batch, seed);
   const augmentRng = new Rng(1);
@@ -104,7 +123,7 @@ async function measureStage(options: {
       const t0 = performance.now();
       const indices = sampler.nextBatch();
       normalizeBatch(train, indices, weights.normalization, { rng: augmentRng }, images);
-      await blockDropStep(
+      const r = await blockDropStep(
         { policy, resnet, oracle: oracle!, optimizer, params, rng, modules },
         { images, labels: batchLabels(train, indices), size: batch, side: 32 },
         {
@@ -119,8 +138,10 @@ async function measureStage(options: {
           baseline: 'greedy',
           advantage: 'signed',
           lossLimit: Infinity,
+          ...(variant === 'frozen' ? { trainPolicy: false, classifierPolicy: 'greedy' as const } : {}),
         },
       );
+      blocks += r.blocksGreedy;
       const seconds = (performance.now() - t0) / 1000;
       const used = process.cpuUsage(c0);
       if (i === 0) continue; // warm-up: session and kernel set-up, first allocations
@@ -138,6 +159,9 @@ async function measureStage(options: {
   const step = median(times);
   return {
     engine,
+    variant,
+    blockExecution,
+    blocksGreedy: round(blocks / (options.steps + 1), 2),
     batch,
     steps: times.length,
     stepSeconds: round(step, 3),
@@ -148,14 +172,22 @@ async function measureStage(options: {
   };
 }
 
-/** One measurement, `--only stage:engine:workers`, run in a child process: its peak RSS is its own. */
-type Measurement = { stage: 1 | 2; engine: Exclude<TrainEngine, 'auto'>; workers: number; batch: number; steps: number };
+/** One measurement, `--only stage:engine:workers:variant:blocks`, run in a child process: its peak RSS is its own. */
+type Measurement = {
+  stage: 1 | 2;
+  engine: Exclude<TrainEngine, 'auto'>;
+  workers: number;
+  batch: number;
+  steps: number;
+  variant?: Variant;
+  blockExecution?: BlockExecution;
+};
 
 async function measureInChild(m: Measurement, weights: string, log: (line: string) => void): Promise<StageResult> {
   const args = [
     fileURLToPath(import.meta.url),
     '--only',
-    `${m.stage}:${m.engine}:${m.workers}`,
+    `${m.stage}:${m.engine}:${m.workers}:${m.variant ?? 'joint'}:${m.blockExecution ?? 'masked'}`,
     '--batch',
     String(m.batch),
     '--steps',
@@ -165,13 +197,13 @@ async function measureInChild(m: Measurement, weights: string, log: (line: strin
   ];
   const { stdout } = await execFileAsync(process.execPath, args, { maxBuffer: 1 << 20 });
   const result = JSON.parse(stdout) as StageResult;
-  log(`stage ${m.stage}, ${m.engine}${m.engine === 'onnx' ? ` (${m.workers === 1 ? 'one process' : `${m.workers} workers`})` : ''}: ` +
+  log(`stage ${m.stage}${m.stage === 2 ? ` ${result.variant}, ${result.blockExecution}` : ''}, ${m.engine}${m.engine === 'onnx' ? ` (${m.workers === 1 ? 'one process' : `${m.workers} workers`})` : ''}: ` +
     `${result.imagesPerSecond} img/s, ${result.cpuCores} cores, peak RSS ${result.peakRssMb} MB`);
   return result;
 }
 
 async function measureOnly(spec: string, batch: number, steps: number, weightsPath: string): Promise<void> {
-  const [stageText, engine, workersText] = spec.split(':');
+  const [stageText, engine, workersText, variantText, blocksText] = spec.split(':');
   const stage = Number(stageText) as 1 | 2;
   await initBackend('wasm');
   const weights = await loadBackbone(weightsPath);
@@ -189,6 +221,8 @@ async function measureOnly(spec: string, batch: number, steps: number, weightsPa
       ...(oracle ? { oracle } : {}),
       train,
       workers: Number(workersText),
+      variant: (variantText ?? 'joint') as Variant,
+      blockExecution: (blocksText ?? 'masked') as BlockExecution,
       log,
     });
     process.stdout.write(JSON.stringify({ ...result, peakRssMb: Math.round(Math.max(result.peakRssMb, peakRssMb())) }));
@@ -232,6 +266,13 @@ export async function main(argv: readonly string[]): Promise<void> {
   const stage1Tfjs = values['skip-tfjs'] ? undefined : await measureInChild({ stage: 1, engine: 'tfjs', workers: 1, batch, steps: tfjsSteps }, weights, log);
   const stage2 = await measureInChild({ stage: 2, engine: 'onnx', workers, batch, steps }, weights, log);
   const stage2OneProcess = await measureInChild({ stage: 2, engine: 'onnx', workers: 1, batch, steps }, weights, log);
+  const stage2Gathered = await measureInChild({ stage: 2, engine: 'onnx', workers, batch, steps, blockExecution: 'gathered' }, weights, log);
+  const frozenMasked = await measureInChild({ stage: 2, engine: 'onnx', workers, batch, steps, variant: 'frozen' }, weights, log);
+  const frozenGathered = await measureInChild(
+    { stage: 2, engine: 'onnx', workers, batch, steps, variant: 'frozen', blockExecution: 'gathered' },
+    weights,
+    log,
+  );
   const stage2Tfjs = values['skip-tfjs']
     ? undefined
     : await measureInChild({ stage: 2, engine: 'tfjs', workers: 1, batch: Number(values['tfjs-stage2-batch']), steps: tfjsSteps }, weights, log);
@@ -246,6 +287,14 @@ export async function main(argv: readonly string[]): Promise<void> {
     trainWorkers: workers,
     stage1: { ...stage1, onnxOneProcess: stage1OneProcess, tfjs: stage1Tfjs ?? null, speedup: stage1Tfjs ? round(stage1.imagesPerSecond / stage1Tfjs.imagesPerSecond, 2) : null },
     stage2: { ...stage2, onnxOneProcess: stage2OneProcess, tfjs: stage2Tfjs ?? null, speedup: stage2Tfjs ? round(stage2.imagesPerSecond / stage2Tfjs.imagesPerSecond, 2) : null },
+    // Gathered blocks against the original's masked ones, in the same run: the joint step and the ResNet-only step.
+    stage2Gathered: { ...stage2Gathered, speedupOverMasked: round(stage2Gathered.imagesPerSecond / stage2.imagesPerSecond, 2) },
+    frozenPolicy: {
+      masked: frozenMasked,
+      gathered: frozenGathered,
+      speedupOverMasked: round(frozenGathered.imagesPerSecond / frozenMasked.imagesPerSecond, 2),
+      speedupOverJointMasked: round(frozenGathered.imagesPerSecond / stage2.imagesPerSecond, 2),
+    },
     targets: {
       stage1ImagesPerSecond: 320,
       stage2ImagesPerSecond: 160,
@@ -261,7 +310,9 @@ export async function main(argv: readonly string[]): Promise<void> {
   }
   process.stdout.write(
     `stage 1: ${stage1.imagesPerSecond} img/s (${stage1.cpuCores} cores)${result.stage1.speedup ? `, ${result.stage1.speedup}× tfjs` : ''}\n` +
-      `stage 2: ${stage2.imagesPerSecond} img/s (${stage2.cpuCores} cores, peak RSS ${stage2.peakRssMb} MB)${result.stage2.speedup ? `, ${result.stage2.speedup}× tfjs` : ''}\n`,
+      `stage 2: ${stage2.imagesPerSecond} img/s (${stage2.cpuCores} cores, peak RSS ${stage2.peakRssMb} MB)${result.stage2.speedup ? `, ${result.stage2.speedup}× tfjs` : ''}\n` +
+      `stage 2, gathered blocks: ${stage2Gathered.imagesPerSecond} img/s (${result.stage2Gathered.speedupOverMasked}× masked)\n` +
+      `ResNet-only step (frozen policy): masked ${frozenMasked.imagesPerSecond}, gathered ${frozenGathered.imagesPerSecond} img/s (${result.frozenPolicy.speedupOverMasked}×)\n`,
   );
 }
 

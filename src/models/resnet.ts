@@ -29,6 +29,12 @@ export interface ForwardOptions {
   readonly keep?: tf.Tensor2D;
   /** BN with batch statistics, updating the running stats (momentum 0.1, unbiased variance). */
   readonly training?: boolean;
+  /**
+   * How a block that some images keep and others drop runs in training mode or under a gradient tape: 'masked'
+   * (default, the original's: on the whole batch, blended) or 'gathered' (only on the images that keep it, so its
+   * batch statistics are theirs; the ONNX training engine's gathered graphs compute the same).
+   */
+  readonly blockExecution?: 'masked' | 'gathered';
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -269,8 +275,8 @@ export class ResNet {
    *
    * A block every image drops is skipped outright. In training mode a block some images keep runs
    * on the whole batch and is blended, x ← m·ReLU(sc+F(x)) + (1−m)·sc, so its BN batch statistics
-   * include the images that drop it (BlockDrop's finetuning). In eval mode without a gradient tape it
-   * runs only on the images that keep it (identical values, less work).
+   * include the images that drop it (BlockDrop's finetuning), unless `blockExecution: 'gathered'`. In eval
+   * mode without a gradient tape it runs only on the images that keep it (identical values, less work).
    */
   forward(x: tf.Tensor4D, opts: ForwardOptions = {}): tf.Tensor2D {
     this.checkAlive();
@@ -293,7 +299,7 @@ export class ResNet {
         const sc = shortcut(h, b, this.params, mode);
         if (!column || (column.binary && column.dropped.length === 0)) {
           h = tf.relu(tf.add(sc, this.residual(h, b, mode))) as tf.Tensor4D;
-        } else if (!training && column.binary && !isRecordingGradients()) {
+        } else if (column.binary && (opts.blockExecution === 'gathered' || (!training && !isRecordingGradients()))) {
           h = this.forwardKeptOnly(h, sc, b, column, mode);
         } else {
           const m = tf.reshape(tf.slice(keep!, [0, b.t], [batch, 1]), [batch, 1, 1, 1]);

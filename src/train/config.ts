@@ -2,6 +2,7 @@
  * Training configuration: plain typed objects with the reference's defaults (blockdrop-reference.md §3.1, §4),
  * a validator, and a flag table from which the CLI builds its options.
  */
+import type { BlockExecution } from './onnx-graph.js';
 import { BlockdropError } from '../errors.js';
 import type { TrainEngine } from './engine.js';
 import type { OptimizerKind } from './optimizer.js';
@@ -95,6 +96,11 @@ export interface CommonConfig {
   readonly lossLimit: number;
   /** Which validation metric picks the best checkpoint. */
   readonly selectBy: 'reward' | 'accuracy';
+  /**
+   * A block budget for that choice: checkpoints whose mean validation blocks exceed it are chosen only while no
+   * checkpoint within it exists (0 = no budget). Older run directories lack it (= 0).
+   */
+  readonly selectMaxBlocks?: number;
 }
 
 export interface Stage1Config extends CommonConfig {
@@ -141,6 +147,12 @@ export interface Stage2Config extends CommonConfig {
    * (the paths evaluation runs). Older run directories lack it (= 'sampled').
    */
   readonly classifierPolicy?: 'sampled' | 'greedy';
+  /**
+   * How the ResNet's training passes run a block some images drop: 'masked' (the original: every block on every
+   * image, blended) or 'gathered' (only on the images that keep it: real skipping, with batch statistics over those
+   * images). ONNX engine or tfjs. Older run directories lack it (= 'masked').
+   */
+  readonly blockExecution?: BlockExecution;
 }
 
 const COMMON_DEFAULTS = {
@@ -208,6 +220,7 @@ export const defaultStage2Config: Stage2Config = {
   distillWeight: 0,
   distillTemperature: 4,
   classifierPolicy: 'sampled',
+  blockExecution: 'masked',
 };
 
 /**
@@ -302,6 +315,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'backend', flag: '--backend <name>', type: 'choice', choices: ['wasm', 'cpu'], help: 'TensorFlow.js backend' },
   { key: 'lossLimit', flag: '--loss-limit <x>', type: 'number', help: 'stop when |loss| exceeds this' },
   { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy'], help: 'validation metric that picks the best checkpoint' },
+  { key: 'selectMaxBlocks', flag: '--select-max-blocks <b>', type: 'number', help: 'pick the best checkpoint among those using at most b blocks per validation image on average (0 = any)' },
 ];
 
 export const stage1Flags: readonly ConfigFlag<Stage1Config>[] = [
@@ -323,6 +337,7 @@ export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   { key: 'distillTemperature', flag: '--distill-temperature <T>', type: 'number', help: 'softmax temperature of the distillation' },
   { key: 'classifierPolicy', flag: '--classifier-policy <kind>', type: 'choice', choices: ['sampled', 'greedy'], help: "train the ResNet's cross-entropy on the sampled policies (original) or on the greedy ones that evaluation runs" },
   { key: 'teacher', flag: '--teacher <checkpoint>', type: 'string', help: 'teacher of --distill, run with every block (default: the --resnet checkpoint)' },
+  { key: 'blockExecution', flag: '--block-execution <kind>', type: 'choice', choices: ['masked', 'gathered'], help: "the ResNet's training passes: masked (original: every block on every image, blended) or gathered (each block only on the images that keep it: real skipping, batch statistics of those images)" },
 ];
 
 function check(ok: boolean, message: string): void {
@@ -374,6 +389,10 @@ export function validateConfig<C extends CommonConfig>(config: C): C {
   check(config.alphaFinal === 0 || (config.alphaFinal >= 0.5 && config.alphaFinal <= 1), `alpha-final ${config.alphaFinal} is outside [0.5, 1]`);
   check(config.baseline !== 'samples' || config.samples >= 2, 'the samples baseline needs at least two samples per image; pass --samples 2 or more');
   check(config.entropyWeight >= 0, `beta ${config.entropyWeight} is negative; use β ≥ 0`);
+  check(
+    config.selectMaxBlocks === undefined || (config.selectMaxBlocks >= 0 && Number.isFinite(config.selectMaxBlocks)),
+    `select-max-blocks ${config.selectMaxBlocks} is invalid; pass a mean number of blocks ≥ 0 (0 = no budget)`,
+  );
   check(
     config.trainWorkers === undefined || (Number.isInteger(config.trainWorkers) && config.trainWorkers >= 0),
     `train-workers ${config.trainWorkers} is invalid; use 0 (one per core) or a positive integer`,

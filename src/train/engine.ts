@@ -16,6 +16,7 @@ import { BlockdropError } from '../errors.js';
 import type { ResNetConfig } from '../models/config.js';
 import type { TensorMap } from '../tensor.js';
 import type { BackboneModel, TrainableBackbone, TrainablePolicy } from './models.js';
+import type { BlockExecution, TrainGraphOptions } from './onnx-graph.js';
 
 export type TrainEngine = 'auto' | 'onnx' | 'tfjs';
 
@@ -141,13 +142,19 @@ export function tfjsPolicyModule(policy: TrainablePolicy, k: number, side: numbe
   );
 }
 
-/** A backbone (logits, BlockDrop's masked blocks) on the tfjs engine. */
-export function tfjsBackboneModule(resnet: TrainableBackbone, k: number, side: number, classes = 0): TrainableModule {
+/** A backbone (logits, BlockDrop's masked or gathered blocks) on the tfjs engine. */
+export function tfjsBackboneModule(
+  resnet: TrainableBackbone,
+  k: number,
+  side: number,
+  classes = 0,
+  blockExecution: BlockExecution = 'masked',
+): TrainableModule {
   return new TfjsModule(
     classes,
     side,
     k,
-    (x, keep) => resnet.forward(x, { keep, training: true }),
+    (x, keep) => resnet.forward(x, { keep, training: true, blockExecution }),
     () => resnet.variables(),
     () => resnet.toTensorMap(),
     (t) => resnet.assignWeights(t),
@@ -172,6 +179,8 @@ export interface TrainModuleOptions {
   readonly side: number;
   /** Classes of the backbone (informational for the tfjs engine). */
   readonly classes?: number;
+  /** How the backbone's training passes run blocks some rows drop (default 'masked', the original's). */
+  readonly blockExecution?: BlockExecution;
   /** ONNX Runtime intra-op threads (default: all cores); with `workers` > 1, one per worker. */
   readonly threads?: number;
   /**
@@ -205,7 +214,9 @@ export async function createTrainModules(
   const log = options.log ?? (() => {});
   const tfjsModules = (): TrainModules => ({
     policy: tfjsPolicyModule(policy, options.k, options.side),
-    resnet: resnet ? tfjsBackboneModule(resnet as TrainableBackbone, options.k, options.side, options.classes) : undefined,
+    resnet: resnet
+      ? tfjsBackboneModule(resnet as TrainableBackbone, options.k, options.side, options.classes, options.blockExecution)
+      : undefined,
     description: 'TensorFlow.js',
     dispose() {},
   });
@@ -217,12 +228,14 @@ export async function createTrainModules(
     const { OnnxTrainableModule } = await import('./onnx-engine.js');
     const { ParallelTrainableModule } = await import('./parallel-engine.js');
     const workers = options.workers ?? 1;
-    const create = (net: EngineNetwork, graph: { output: 'logits' | 'sigmoid'; keep: boolean }): Promise<TrainableModule> =>
+    const create = (net: EngineNetwork, graph: TrainGraphOptions): Promise<TrainableModule> =>
       workers > 1 ? ParallelTrainableModule.create(net, { ...graph, workers }) : OnnxTrainableModule.create(net, { ...graph, threads: options.threads });
     const p = await create(policyNet, { output: 'sigmoid', keep: false });
     let r: TrainableModule | undefined;
     try {
-      r = resnet ? await create(resnet as unknown as EngineNetwork, { output: 'logits', keep: true }) : undefined;
+      r = resnet
+        ? await create(resnet as unknown as EngineNetwork, { output: 'logits', keep: true, blockExecution: options.blockExecution ?? 'masked' })
+        : undefined;
     } catch (e) {
       p.dispose();
       throw e;
@@ -234,7 +247,7 @@ export async function createTrainModules(
     return {
       policy: p,
       resnet: r,
-      description: described,
+      description: r && options.blockExecution === 'gathered' ? `${described}, gathered blocks` : described,
       dispose() {
         p.dispose();
         r?.dispose();

@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import type { BlockExecution } from './onnx-graph.js';
 import { loadAnyCheckpoint } from '../checkpoint/store.js';
 import { blockCount } from '../models/config.js';
 import type { Normalization, ResNetConfig } from '../models/config.js';
@@ -30,7 +31,7 @@ export interface TrainablePolicy extends PolicyModel {
 /** What the trainer needs from the ResNet whose blocks are dropped (ResNet fits). */
 export interface BackboneModel {
   /** Logits [B, classes]; `keep` [B, K] 0/1 executes block k of row b iff keep[b, k] = 1. */
-  forward(x: tf.Tensor4D, options?: { keep?: tf.Tensor2D; training?: boolean }): tf.Tensor2D;
+  forward(x: tf.Tensor4D, options?: { keep?: tf.Tensor2D; training?: boolean; blockExecution?: BlockExecution }): tf.Tensor2D;
   variables(): tf.Variable[];
 }
 

@@ -10,6 +10,7 @@ import { Rng } from '../util/rng.js';
 import { SMALL_TEST_ARCH } from './synthetic.js';
 import { tfjsBackboneModule, type TrainableModule } from './engine.js';
 import { OnnxTrainableModule } from './onnx-engine.js';
+import type { BlockExecution } from './onnx-graph.js';
 
 before(async () => {
   await initBackend('cpu');
@@ -58,7 +59,7 @@ const SMALL = SMALL_TEST_ARCH;
  */
 async function compareEngines(
   arch: ResNetConfig,
-  options: { batch: number; output: 'logits' | 'sigmoid'; keep?: Uint8Array; seed: number },
+  options: { batch: number; output: 'logits' | 'sigmoid'; keep?: Uint8Array; seed: number; blockExecution?: BlockExecution },
 ): Promise<void> {
   const { batch, seed } = options;
   const weights = randomWeights(arch, seed);
@@ -69,14 +70,20 @@ async function compareEngines(
   const backbone =
     options.output === 'sigmoid'
       ? {
-          forward: (x: tf.Tensor4D, o?: { keep?: tf.Tensor2D; training?: boolean }) => tf.sigmoid(netRef.forward(x, o)) as tf.Tensor2D,
+          forward: (x: tf.Tensor4D, o?: { keep?: tf.Tensor2D; training?: boolean; blockExecution?: BlockExecution }) =>
+            tf.sigmoid(netRef.forward(x, o)) as tf.Tensor2D,
           variables: () => netRef.variables(),
           toTensorMap: () => netRef.toTensorMap(),
           assignWeights: (t: TensorMap) => netRef.assignWeights(t),
         }
       : netRef;
-  const ref: TrainableModule = tfjsBackboneModule(backbone, k, side, arch.numClasses);
-  const ort = await OnnxTrainableModule.create(netOrt, { output: options.output, keep: options.keep !== undefined, threads: 2 });
+  const ref: TrainableModule = tfjsBackboneModule(backbone, k, side, arch.numClasses, options.blockExecution);
+  const ort = await OnnxTrainableModule.create(netOrt, {
+    output: options.output,
+    keep: options.keep !== undefined,
+    threads: 2,
+    ...(options.blockExecution ? { blockExecution: options.blockExecution } : {}),
+  });
   try {
     const images = randomArray(batch * side * side * 3, seed + 2);
     const a = await ref.forward(images, batch, { keep: options.keep });
@@ -127,6 +134,48 @@ test('ONNX engine = tfjs: BlockDrop masked blocks (mixed, all kept, all dropped 
     keep[r * k + 3] = 1; // block 3 kept by every row
   }
   await compareEngines(SMALL, { batch, output: 'logits', keep, seed: 12 });
+});
+
+test('gathered blocks: ONNX engine = tfjs, each block on the rows that keep it (values, running statistics, gradients)', async () => {
+  const k = blockCount(SMALL);
+  const batch = 7;
+  const rng = new Rng(6);
+  const keep = Uint8Array.from({ length: batch * k }, () => (rng.next() < 0.5 ? 1 : 0));
+  for (let r = 0; r < batch; r++) {
+    keep[r * k + 1] = 0; // no row runs block 1: empty tensors in the graph, no gradient, running stats untouched
+    keep[r * k + 3] = 1; // every row runs block 3
+  }
+  keep[0 * k + 2] = 1; // block 2 (a stride-2 block) run by exactly one row: batch statistics of one image
+  for (let r = 1; r < batch; r++) keep[r * k + 2] = 0;
+  await compareEngines(SMALL, { batch, output: 'logits', keep, seed: 15, blockExecution: 'gathered' });
+  const arch: ResNetConfig = { ...SMALL, name: 'small-a', shortcut: 'optionA', widths: [4, 8, 16] };
+  const keepA = Uint8Array.from({ length: 5 * blockCount(arch) }, (_, i) => (i % 3 === 0 ? 0 : 1));
+  await compareEngines(arch, { batch: 5, output: 'logits', keep: keepA, seed: 16, blockExecution: 'gathered' });
+});
+
+test('gathered blocks differ from masked ones only in the batch statistics of partly kept blocks', async () => {
+  // With every row taking the same path, both ways normalise the same rows: outputs agree.
+  const k = blockCount(SMALL);
+  const batch = 4;
+  const path = [1, 0, 1, 1, 0];
+  const uniform = Uint8Array.from({ length: batch * k }, (_, i) => path[i % k]!);
+  const mixed = uniform.slice();
+  mixed[0 * k + 0] = 0; // one row drops block 0, which the others run
+  const outputs: Float32Array[] = [];
+  for (const keep of [uniform, mixed]) {
+    for (const blockExecution of ['masked', 'gathered'] as const) {
+      const net = ResNet.fromWeights(SMALL, randomWeights(SMALL, 17), { trainable: true });
+      const module = await OnnxTrainableModule.create(net, { output: 'logits', keep: true, threads: 1, blockExecution });
+      try {
+        outputs.push((await module.forward(randomArray(batch * 16 * 16 * 3, 18), batch, { keep, grad: false })).output);
+      } finally {
+        module.dispose();
+        net.dispose();
+      }
+    }
+  }
+  assertClose(outputs[1]!, outputs[0]!, 1e-5, 'same path for every row');
+  assert.ok(relError(outputs[3]!, outputs[2]!) > 1e-3, 'a partly kept block: the batch statistics differ, so must the logits');
 });
 
 test('ONNX engine = tfjs: option-A shortcuts and a sigmoid output', async () => {

@@ -9,7 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { blockCount } from '../models/config.js';
 import { BN_MOMENTUM } from '../models/resnet.js';
 import type { EngineNetwork, ForwardOptions, ModuleForward, SavedState, TrainableModule } from './engine.js';
-import { buildTrainGraphs, type BatchNormInfo, type TrainGraphOptions, type TrainGraphs } from './onnx-graph.js';
+import { buildTrainGraphs, rowsInputName, type BatchNormInfo, type TrainGraphOptions, type TrainGraphs } from './onnx-graph.js';
 
 class OnnxSaved implements SavedState {
   released = false;
@@ -17,7 +17,8 @@ class OnnxSaved implements SavedState {
     readonly batch: number,
     /** The parameters of the forward pass (the backward pass must use the same weights). */
     readonly params: Record<string, ort.Tensor>,
-    readonly keep: ort.Tensor | undefined,
+    /** The block decisions as the graphs read them: 'keep' (masked) or every 'rows.t' (gathered). */
+    readonly decisions: Record<string, ort.Tensor>,
     readonly tensors: Record<string, ort.Tensor>,
     /** Blocks every row dropped: their parameters get no gradient (the tfjs model skips such blocks). */
     readonly dropped: ReadonlySet<number>,
@@ -36,7 +37,8 @@ export interface BatchStatistics {
 
 /**
  * PyTorch's running-statistics update, r ← (1 − 0.1)·r + 0.1·batch statistic with the variance unbiased
- * (n / (n − 1)), as the tfjs model; skipped for the batch norms of blocks every row dropped.
+ * (n / (n − 1)), as the tfjs model; skipped for the batch norms of blocks every row dropped. `blockRows[t]`: the
+ * rows block t's batch norms normalised (gathered execution); without it, every row of the batch.
  */
 export function updateRunningStatistics(
   batchNorms: readonly BatchNormInfo[],
@@ -44,13 +46,15 @@ export function updateRunningStatistics(
   batch: number,
   dropped: ReadonlySet<number>,
   vars: ReadonlyMap<string, tf.Variable>,
+  blockRows?: readonly number[],
 ): void {
   tf.tidy(() => {
     batchNorms.forEach((bn, i) => {
       if (bn.block !== undefined && dropped.has(bn.block)) return;
       const mean = tf.tensor1d(statistics[i]!.mean);
       const variance = tf.tensor1d(statistics[i]!.variance);
-      const n = batch * bn.spatial;
+      const rows = bn.block !== undefined && blockRows ? blockRows[bn.block]! : batch;
+      const n = rows * bn.spatial;
       const unbiased = tf.mul(variance, n / Math.max(n - 1, 1));
       const rm = vars.get(`${bn.prefix}.running_mean`)!;
       const rv = vars.get(`${bn.prefix}.running_var`)!;
@@ -117,20 +121,21 @@ export class OnnxTrainableModule implements TrainableModule {
   }
 
   async forward(images: Float32Array, batch: number, options: ForwardOptions = {}): Promise<ModuleForward> {
-    const { forward, statistics, dropped } = await this.forwardWithStatistics(images, batch, options);
-    updateRunningStatistics(this.graphs.batchNorms, statistics, batch, dropped, this.net.allVariables());
+    const { forward, statistics, dropped, blockRows } = await this.forwardWithStatistics(images, batch, options);
+    updateRunningStatistics(this.graphs.batchNorms, statistics, batch, dropped, this.net.allVariables(), blockRows);
     return forward;
   }
 
   /**
    * The training forward without the running-statistics update: its batch statistics (mean and biased variance of
-   * every batch norm, graph order) and the blocks every row dropped are returned instead.
+   * every batch norm, graph order), the blocks every row dropped and (gathered execution) each block's row count
+   * are returned instead.
    */
   async forwardWithStatistics(
     images: Float32Array,
     batch: number,
     options: ForwardOptions = {},
-  ): Promise<{ forward: ModuleForward; statistics: BatchStatistics[]; dropped: ReadonlySet<number> }> {
+  ): Promise<{ forward: ModuleForward; statistics: BatchStatistics[]; dropped: ReadonlySet<number>; blockRows?: number[] }> {
     const per = this.side * this.side * 3;
     const x = images.length === batch * per ? images : images.subarray(0, batch * per);
     const vars = this.net.allVariables();
@@ -139,22 +144,32 @@ export class OnnxTrainableModule implements TrainableModule {
       params[p.key] = new ort.Tensor('float32', vars.get(p.key)!.dataSync() as Float32Array, [...p.shape]);
     }
     const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor('float32', x, [batch, this.side, this.side, 3]), ...params };
-    let keep: ort.Tensor | undefined;
+    const decisions: Record<string, ort.Tensor> = {};
     const dropped = new Set<number>();
+    let blockRows: number[] | undefined;
     if (this.options.keep) {
       const k = this.k;
-      const keepData = new Float32Array(batch * k);
-      if (options.keep) {
-        if (options.keep.length !== batch * k) throw new Error(`keep holds ${options.keep.length} values, expected ${batch}×${k}`);
-        for (let i = 0; i < keepData.length; i++) keepData[i] = options.keep[i]!;
+      if (options.keep && options.keep.length !== batch * k) throw new Error(`keep holds ${options.keep.length} values, expected ${batch}×${k}`);
+      const kept = (r: number, t: number): boolean => !options.keep || options.keep[r * k + t] !== 0;
+      for (let t = 0; t < k; t++) {
+        let any = false;
+        for (let r = 0; r < batch && !any; r++) any = kept(r, t);
+        if (!any) dropped.add(t);
+      }
+      if (this.graphs.blockExecution === 'gathered') {
+        blockRows = [];
         for (let t = 0; t < k; t++) {
-          let any = false;
-          for (let r = 0; r < batch && !any; r++) any = options.keep[r * k + t] !== 0;
-          if (!any) dropped.add(t);
+          const rows: bigint[] = [];
+          for (let r = 0; r < batch; r++) if (kept(r, t)) rows.push(BigInt(r));
+          blockRows.push(rows.length);
+          decisions[rowsInputName(t)] = new ort.Tensor('int64', BigInt64Array.from(rows), [rows.length]);
         }
-      } else keepData.fill(1);
-      keep = new ort.Tensor('float32', keepData, [batch, k]);
-      feeds.keep = keep;
+      } else {
+        const keepData = new Float32Array(batch * k).fill(1);
+        if (options.keep) for (let i = 0; i < keepData.length; i++) keepData[i] = options.keep[i]!;
+        decisions.keep = new ort.Tensor('float32', keepData, [batch, k]);
+      }
+      Object.assign(feeds, decisions);
     } else if (options.keep) throw new Error('this network takes no keep mask');
     const grad = options.grad !== false;
     const fetches = ['output', ...this.fetchStats, ...(grad ? this.graphs.saved : [])];
@@ -164,10 +179,15 @@ export class OnnxTrainableModule implements TrainableModule {
       variance: out[bn.varOutput]!.data as Float32Array,
     }));
     const output = out.output!.data as Float32Array;
-    if (!grad) return { forward: { output }, statistics, dropped };
+    if (!grad) return { forward: { output }, statistics, dropped, ...(blockRows ? { blockRows } : {}) };
     const tensors: Record<string, ort.Tensor> = {};
     for (const name of this.graphs.saved) tensors[name] = out[name]!;
-    return { forward: { output, saved: new OnnxSaved(batch, params, keep, tensors, dropped) }, statistics, dropped };
+    return {
+      forward: { output, saved: new OnnxSaved(batch, params, decisions, tensors, dropped) },
+      statistics,
+      dropped,
+      ...(blockRows ? { blockRows } : {}),
+    };
   }
 
   async backward(saved: SavedState, dOutput: Float32Array): Promise<(tf.Tensor | undefined)[]> {
@@ -176,7 +196,10 @@ export class OnnxTrainableModule implements TrainableModule {
     try {
       const feeds: Record<string, ort.Tensor> = { ...saved.tensors, dout: new ort.Tensor('float32', dOutput, [saved.batch, this.outputs]) };
       for (const key of this.graphs.backwardParams) feeds[key] = saved.params[key]!;
-      if (this.graphs.backwardKeep) feeds.keep = saved.keep!;
+      if (this.graphs.backwardKeep) {
+        const reads = new Set(this.backwardSession.inputNames);
+        for (const [name, tensor] of Object.entries(saved.decisions)) if (reads.has(name)) feeds[name] = tensor;
+      }
       const out = await this.backwardSession.run(feeds, this.graphs.params.map((p) => p.gradOutput));
       return this.graphs.params.map((p) =>
         p.block !== undefined && saved.dropped.has(p.block) ? undefined : tf.tensor(out[p.gradOutput]!.data as Float32Array, [...p.shape], 'float32'),

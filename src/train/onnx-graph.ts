@@ -13,6 +13,15 @@
  *   filter: a stride-1 conv of the input with batch and channel axes swapped, by the output gradient dilated by s.
  * - batch norm: dx = γ/σ · (dy − mean(dy) − x̂·mean(dy·x̂)); dγ = Σ dy·x̂, dβ = Σ dy (reductions over N, H, W).
  * - ReLU via Where(y > 0), the global average pool by Expand, the fc layer by Gemm.
+ *
+ * Blocks run in one of two ways (`blockExecution`):
+ * - 'masked' (the original's batched forward): every block runs on every row, and x ← m·ReLU(sc + F(x)) + (1 − m)·sc;
+ *   a dropped block costs as much as a kept one, and its batch norms see every row.
+ * - 'gathered': block t runs only on the rows that keep it (input `rows.t`, int64 row indices): Gather those rows,
+ *   run F, and ScatterND ReLU(sc + F) back into the shortcut. A dropped block costs nothing, and its batch norms'
+ *   statistics are those of the rows that run it, as the per-image executor sees them at test time. Gradients:
+ *   Gather ↔ ScatterND into zeros; the scatter sends the rows it replaced to the block and the rest to the shortcut.
+ *   ONNX Runtime runs a block no row keeps on empty tensors (its statistics come out 0 and are ignored).
  */
 import { GraphBuilder, type Dim } from '../export/graph.js';
 import { BlockdropError } from '../errors.js';
@@ -22,14 +31,28 @@ import { resnetParamSpecs } from '../models/weights.js';
 export const BATCH_DIM: Dim = 'batch';
 /** PyTorch's BatchNorm ε (as src/models/resnet.ts). */
 const BN_EPS = 1e-5;
+/** The backward graph's input: dLoss/d(output), [B, outputs]. */
+const DOUT = 'dout';
 /** ONNX TensorProto.DataType.FLOAT (Cast's `to`). */
 const FLOAT = 1;
+
+export type BlockExecution = 'masked' | 'gathered';
 
 export interface TrainGraphOptions {
   /** 'sigmoid': the output is sigmoid(logits) (the policy's keep probabilities); 'logits': the fc output. */
   readonly output: 'logits' | 'sigmoid';
-  /** Input 'keep' [B, K] float 0/1: block t of row b runs iff keep[b, t] = 1 (x ← m·ReLU(sc + F(x)) + (1 − m)·sc). */
+  /**
+   * Per-row block decisions: block t of row b runs iff it is kept. Masked: input 'keep' [B, K] float 0/1
+   * (x ← m·ReLU(sc + F(x)) + (1 − m)·sc); gathered: inputs 'rows.t', the kept rows of block t (see the header).
+   */
   readonly keep: boolean;
+  /** How kept and dropped blocks are computed (default 'masked', the original's). */
+  readonly blockExecution?: BlockExecution;
+}
+
+/** The gathered graphs' input holding block t's kept rows (int64 [n_t]). */
+export function rowsInputName(t: number): string {
+  return `rows.${t}`;
 }
 
 export interface BatchNormInfo {
@@ -65,8 +88,9 @@ export interface TrainGraphs {
   readonly saved: readonly string[];
   /** Parameters the backward graph reads (a subset of `params`). */
   readonly backwardParams: readonly string[];
-  /** Whether the backward graph reads 'keep'. */
+  /** Whether the backward graph reads 'keep' (masked) or the 'rows.t' inputs (gathered). */
   readonly backwardKeep: boolean;
+  readonly blockExecution: BlockExecution;
   readonly outputs: number;
 }
 
@@ -122,11 +146,11 @@ class Tape {
     return [...this.savedNames.values()];
   }
 
-  /** A graph input the backward graph reads as well (parameters, keep). */
-  backwardInput(name: string, dims: readonly Dim[], param: boolean): string {
+  /** A graph input the backward graph reads as well (parameters, keep, rows). */
+  backwardInput(name: string, dims: readonly Dim[], param: boolean, elem: 'float32' | 'int64' = 'float32'): string {
     if (!this.backwardInputs.has(name)) {
       this.backwardInputs.add(name);
-      this.b.input(name, 'float32', dims);
+      this.b.input(name, elem, dims);
       if (param) this.backwardParams.push(name);
     }
     return name;
@@ -194,6 +218,11 @@ class Tape {
   }
 }
 
+/** The symbolic row count of block t's gathered tensors. */
+function rowsDim(t: number): string {
+  return `rows_${t}`;
+}
+
 function spatial(d: readonly Dim[]): number {
   return (d[2] as number) * (d[3] as number);
 }
@@ -219,6 +248,8 @@ class ResNetTrainGraph {
   private readonly paramGrads = new Map<string, string>();
   private keepF?: string;
   private readonly K: number;
+  /** Gathered execution: block t's rows as [n_t] and [n_t, 1] (ScatterND indices), per graph. */
+  private readonly rowsCache = new Map<string, string>();
 
   constructor(readonly arch: ResNetConfig, readonly options: TrainGraphOptions) {
     this.K = blockCount(arch);
@@ -264,6 +295,64 @@ class ResNetTrainGraph {
     return g.node('Reshape', [column, ints([-1, 1, 1, 1])]);
   }
 
+  /** Block t's kept rows in the forward ('f') or backward ('b') graph: [n_t], or [n_t, 1] with `column`. */
+  private rows(which: 'f' | 'b', col: number, column = false): string {
+    const key = `${which}:${col}:${column}`;
+    let v = this.rowsCache.get(key);
+    if (v) return v;
+    const t = this.t;
+    const name = rowsInputName(col);
+    if (column) {
+      const g = which === 'f' ? t.f : t.b;
+      v = g.node('Unsqueeze', [this.rows(which, col), which === 'f' ? t.fInts([1]) : t.bInts([1])]);
+    } else if (which === 'f') v = t.f.input(name, 'int64', [rowsDim(col)]);
+    else v = t.backwardInput(name, [rowsDim(col)], false, 'int64');
+    this.rowsCache.set(key, v);
+    return v;
+  }
+
+  /** The rows of x [B, C, H, W] that keep block `col`: [n_t, C, H, W]. Gradient: ScatterND into zeros. */
+  gatherRows(x: string, col: number): string {
+    const t = this.t;
+    const [, c, h, w] = t.dimsOf(x) as [Dim, number, number, number];
+    const y = t.setDims(t.f.node('Gather', [x, this.rows('f', col)], undefined, { axis: 0 }), [rowsDim(col), c, h, w]);
+    t.record(() => {
+      const g = t.grad(y);
+      if (!g) return;
+      const b = t.b;
+      // Zeros of x's shape: the batch from the output gradient's (the backward graph's input 'dout'), the rest static.
+      const batch = b.node('Slice', [b.node('Shape', [DOUT]), t.bInts([0]), t.bInts([1])]);
+      const zeros = b.node('ConstantOfShape', [b.node('Concat', [batch, t.bInts([c, h, w])], undefined, { axis: 0 })]);
+      t.addGrad(x, b.node('ScatterND', [zeros, this.rows('b', col, true), g]));
+    });
+    return y;
+  }
+
+  /**
+   * Gathered block output: the shortcut sc [B, …] with block `col`'s rows replaced by ReLU(sc[rows] + r), r the
+   * residual [n_t, …] of those rows.
+   */
+  scatterBlock(sc: string, r: string, col: number): string {
+    const t = this.t;
+    const f = t.f;
+    const executed = t.setDims(f.node('Relu', [f.node('Add', [f.node('Gather', [sc, this.rows('f', col)], undefined, { axis: 0 }), r])]), t.dimsOf(r));
+    const y = t.setDims(f.node('ScatterND', [sc, this.rows('f', col, true), executed]), t.dimsOf(sc));
+    t.record(() => {
+      const g = t.grad(y);
+      if (!g) return;
+      const b = t.b;
+      const es = t.save(executed);
+      const dExecuted = b.node('Mul', [
+        b.node('Gather', [g, this.rows('b', col)], undefined, { axis: 0 }),
+        b.node('Cast', [b.node('Greater', [es, t.bConst([0])])], undefined, { to: FLOAT }),
+      ]);
+      t.addGrad(r, dExecuted);
+      // Rows that ran the block pass their gradient through the addition, the others straight through.
+      t.addGrad(sc, b.node('ScatterND', [g, this.rows('b', col, true), dExecuted]));
+    });
+    return y;
+  }
+
   conv(x: string, key: string, stride: number, pad: number, block: number | undefined): string {
     const t = this.t;
     const [k, , ci, co] = this.paramShapes.get(key)! as [number, number, number, number];
@@ -273,7 +362,7 @@ class ResNetTrainGraph {
     const w = t.f.node('Transpose', [this.param(key, block)], undefined, { perm: [3, 2, 0, 1] }); // HWIO → OIHW
     const y = t.setDims(
       t.f.node('Conv', [x, w], undefined, { kernel_shape: [k, k], pads: [pad, pad, pad, pad], strides: [stride, stride] }),
-      [BATCH_DIM, co, outH, outH],
+      [xd[0]!, co, outH, outH], // the batch, or a gathered block's rows
     );
     const needDx = !t.constant.has(x);
     t.record(() => {
@@ -435,7 +524,7 @@ class ResNetTrainGraph {
     }
     const y = t.setDims(
       extra > 0 ? f.node('Pad', [sub, t.fInts([0, before, 0, 0, 0, after, 0, 0])], undefined, { mode: { string: 'constant' } }) : sub,
-      [BATCH_DIM, layout.outChannels, outH, outH],
+      [t.dimsOf(x)[0]!, layout.outChannels, outH, outH],
     );
     t.record(() => {
       const g = t.grad(y);
@@ -506,13 +595,19 @@ class ResNetTrainGraph {
     const arch = this.arch;
     const side = arch.inputSize;
     const image = t.f.input('x', 'float32', [BATCH_DIM, side, side, 3]);
-    if (this.options.keep) this.keepF = t.f.input('keep', 'float32', [BATCH_DIM, this.K]);
+    const gathered = this.options.keep && this.options.blockExecution === 'gathered';
+    if (this.options.keep && !gathered) this.keepF = t.f.input('keep', 'float32', [BATCH_DIM, this.K]);
     const x = t.setDims(t.f.node('Transpose', [image], undefined, { perm: [0, 3, 1, 2] }), [BATCH_DIM, 3, side, side]);
     t.constant.add(x);
     let h = this.convBn(x, 'bn1', 1, 1, true, undefined);
     for (const layout of blockLayouts(arch)) {
       const p = `blocks.${layout.stage}.${layout.index}`;
       const sc = this.shortcut(h, layout);
+      if (gathered) {
+        const a = this.convBn(this.gatherRows(h, layout.t), `${p}.bn1`, layout.stride, 1, true, layout.t);
+        h = this.scatterBlock(sc, this.convBn(a, `${p}.bn2`, 1, 1, false, layout.t), layout.t);
+        continue;
+      }
       const a = this.convBn(h, `${p}.bn1`, layout.stride, 1, true, layout.t);
       const r = this.convBn(a, `${p}.bn2`, 1, 1, false, layout.t);
       const executed = this.relu(this.add(sc, r));
@@ -522,7 +617,7 @@ class ResNetTrainGraph {
     if (this.options.output === 'sigmoid') out = this.sigmoid(out);
     t.f.output(out, 'output', 'float32', [BATCH_DIM, arch.numClasses]);
     // The backward pass from dLoss/d(output).
-    const dout = t.b.input('dout', 'float32', [BATCH_DIM, arch.numClasses]);
+    const dout = t.b.input(DOUT, 'float32', [BATCH_DIM, arch.numClasses]);
     t.addGrad(out, dout);
     t.runBackward();
     const params: ParamInfo[] = [];
@@ -540,7 +635,8 @@ class ResNetTrainGraph {
       batchNorms: this.batchNorms,
       saved: t.saved,
       backwardParams: t.backwardParams,
-      backwardKeep: t.hasBackwardInput('keep'),
+      backwardKeep: gathered ? blockLayouts(arch).some((l) => t.hasBackwardInput(rowsInputName(l.t))) : t.hasBackwardInput('keep'),
+      blockExecution: gathered ? 'gathered' : 'masked',
       outputs: arch.numClasses,
     };
   }

@@ -13,6 +13,7 @@ import { initResNetWeights } from '../models/weights.js';
 import { Rng } from '../util/rng.js';
 import { SMALL_TEST_ARCH } from './synthetic.js';
 import { OnnxTrainableModule, updateRunningStatistics, type BatchStatistics } from './onnx-engine.js';
+import type { BlockExecution } from './onnx-graph.js';
 import { ParallelTrainableModule } from './parallel-engine.js';
 
 before(async () => {
@@ -33,7 +34,7 @@ function maxDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
-test('parallel engine (2 workers) = one-process engine shard by shard; running statistics combined over the batch', async () => {
+async function checkParallel(blockExecution: BlockExecution): Promise<void> {
   const weights = initResNetWeights(ARCH, 21);
   const netPar = ResNet.fromWeights(ARCH, weights, { trainable: true });
   const netShards = ResNet.fromWeights(ARCH, weights, { trainable: true });
@@ -48,9 +49,9 @@ test('parallel engine (2 workers) = one-process engine shard by shard; running s
     keep[r * k + 2] = 0; // dropped by every row: no gradient, running statistics untouched
     keep[r * k + 1] = r < 3 ? 0 : 1; // dropped by the first shard only
   }
-  const par = await ParallelTrainableModule.create(netPar, { output: 'logits', keep: true, workers: 2 });
-  const one = await OnnxTrainableModule.create(netShards, { output: 'logits', keep: true, threads: 1 });
-  const whole = await OnnxTrainableModule.create(netWhole, { output: 'logits', keep: true, threads: 1 });
+  const par = await ParallelTrainableModule.create(netPar, { output: 'logits', keep: true, workers: 2, blockExecution });
+  const one = await OnnxTrainableModule.create(netShards, { output: 'logits', keep: true, threads: 1, blockExecution });
+  const whole = await OnnxTrainableModule.create(netWhole, { output: 'logits', keep: true, threads: 1, blockExecution });
   try {
     assert.equal(par.workerCount, 2);
     const images = randomArray(batch * per, 5);
@@ -88,14 +89,24 @@ test('parallel engine (2 workers) = one-process engine shard by shard; running s
 
     // Running statistics: the shards' statistics combined into the batch's (weighted mean; mean of variance +
     // squared mean, minus the squared mean), then PyTorch's update. The stem's batch norm sees the same input in
-    // both arrangements, so there it is exactly the one-process update over the whole batch.
-    const combined = one.batchNorms.map((_, i) => {
+    // both arrangements, so there it is exactly the one-process update over the whole batch. Masked blocks weigh
+    // each shard by its rows; gathered ones by the rows that ran the block (block 1: the second shard alone).
+    const keptRows = (t: number, [a, b]: [number, number]): number => {
+      let n = 0;
+      for (let r = a; r < b; r++) n += keep[r * k + t]!;
+      return n;
+    };
+    const blockRows = Array.from({ length: k }, (_, t) => keptRows(t, [0, batch]));
+    const combined = one.batchNorms.map((bn, i) => {
       const [s0, s1] = [shardStats[0]![i]!, shardStats[1]![i]!];
-      const mean = s0.mean.map((m0, c) => (3 * m0 + 4 * s1.mean[c]!) / 7);
-      const variance = s0.variance.map((v0, c) => (3 * (v0 + s0.mean[c]! ** 2) + 4 * (s1.variance[c]! + s1.mean[c]! ** 2)) / 7 - mean[c]! ** 2);
+      const [w0, w1] =
+        blockExecution === 'gathered' && bn.block !== undefined ? shards.map((range) => keptRows(bn.block!, range)) : [3, 4];
+      const n = w0! + w1! || 1;
+      const mean = s0.mean.map((m0, c) => (w0! * m0 + w1! * s1.mean[c]!) / n);
+      const variance = s0.variance.map((v0, c) => (w0! * (v0 + s0.mean[c]! ** 2) + w1! * (s1.variance[c]! + s1.mean[c]! ** 2)) / n - mean[c]! ** 2);
       return { mean, variance };
     });
-    updateRunningStatistics(one.batchNorms, combined, batch, new Set([2]), netShards.allVariables());
+    updateRunningStatistics(one.batchNorms, combined, batch, new Set([2]), netShards.allVariables(), blockExecution === 'gathered' ? blockRows : undefined);
     await whole.forward(images, batch, { keep, grad: false });
     const a = netPar.toTensorMap();
     const b = netShards.toTensorMap();
@@ -125,4 +136,12 @@ test('parallel engine (2 workers) = one-process engine shard by shard; running s
     netShards.dispose();
     netWhole.dispose();
   }
+}
+
+test('parallel engine (2 workers) = one-process engine shard by shard; running statistics combined over the batch', async () => {
+  await checkParallel('masked');
+});
+
+test('parallel engine with gathered blocks: shards weighted by the rows that ran each block', async () => {
+  await checkParallel('gathered');
 });

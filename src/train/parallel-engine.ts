@@ -87,6 +87,8 @@ export class ParallelTrainableModule implements TrainableModule {
     readonly outputs: number,
     private readonly keepInput: boolean,
     private readonly k: number,
+    /** Gathered blocks: a block's batch norms normalise only the rows that keep it (their counts weight the shards). */
+    private readonly gathered: boolean,
   ) {
     this.publishedIds = parameterIds(net, data); // create() wrote these before starting the workers
     for (const w of workers) {
@@ -124,7 +126,7 @@ export class ParallelTrainableModule implements TrainableModule {
     }
     const data: ParallelWorkerData = {
       arch: net.arch,
-      options: { output: options.output, keep: options.keep, threads: 1 },
+      options: { output: options.output, keep: options.keep, blockExecution: options.blockExecution ?? 'masked', threads: 1 },
       variables,
       weights: new SharedArrayBuffer(offset * 4),
     };
@@ -132,7 +134,17 @@ export class ParallelTrainableModule implements TrainableModule {
     const { workers, ready } = await startWorkers<ParallelReadyInfo>(new URL('./parallel-worker.js', import.meta.url), count, data, (m) => new Error(m.message));
     const first = ready[0]!;
     // The policy's outputs are its K keep probabilities, the backbone's its class logits: numClasses either way.
-    return new ParallelTrainableModule(net, workers, data, first.batchNorms, first.gradShapes, net.arch.numClasses, options.keep, blockCount(net.arch));
+    return new ParallelTrainableModule(
+      net,
+      workers,
+      data,
+      first.batchNorms,
+      first.gradShapes,
+      net.arch.numClasses,
+      options.keep,
+      blockCount(net.arch),
+      options.blockExecution === 'gathered',
+    );
   }
 
   private call(worker: number, request: ParallelRequest, transfer: ArrayBuffer[] = []): Promise<ParallelReply & { ok: true }> {
@@ -182,29 +194,33 @@ export class ParallelTrainableModule implements TrainableModule {
   /** The whole batch's mean and biased variance from the shards' (law of total variance), then PyTorch's update. */
   private updateRunningStatistics(shards: readonly BatchStatistics[][], ranges: readonly [number, number][], keep: Uint8Array | undefined): void {
     const batch = ranges[ranges.length - 1]![1];
+    // Rows of each shard that keep each block.
+    const keptIn = ranges.map(([start, end]) =>
+      Array.from({ length: this.k }, (_, t) => {
+        if (!keep) return end - start;
+        let n = 0;
+        for (let r = start; r < end; r++) if (keep[r * this.k + t] !== 0) n++;
+        return n;
+      }),
+    );
+    const blockRows = Array.from({ length: this.k }, (_, t) => keptIn.reduce((n, shard) => n + shard[t]!, 0));
     const dropped = new Set<number>();
-    const droppedIn = ranges.map(([start, end]) => {
-      const set = new Set<number>();
-      if (!keep) return set;
-      for (let t = 0; t < this.k; t++) {
-        let any = false;
-        for (let r = start; r < end && !any; r++) any = keep[r * this.k + t] !== 0;
-        if (!any) set.add(t);
-      }
-      return set;
-    });
-    for (let t = 0; t < this.k; t++) if (droppedIn.every((s) => s.has(t))) dropped.add(t);
-    const combined = this.batchNorms.map((_, i) => {
+    for (let t = 0; t < this.k; t++) if (blockRows[t] === 0) dropped.add(t);
+    const combined = this.batchNorms.map((bn, i) => {
       const channels = shards[0]![i]!.mean.length;
       const mean = new Float32Array(channels);
       const variance = new Float32Array(channels);
-      // A shard in which every row dropped the block computed the block anyway (the masked forward), and so does
-      // the single-process engine: every shard's statistics count.
+      // Masked blocks: a shard in which every row dropped the block computed it anyway, and so does the single-process
+      // engine, so every shard counts by its rows. Gathered blocks: a shard counts by the rows that ran the block.
+      const byKept = this.gathered && bn.block !== undefined;
+      const total = byKept ? blockRows[bn.block!]! : batch;
       for (let c = 0; c < channels; c++) {
         let m = 0;
         let second = 0;
         shards.forEach((s, w) => {
-          const weight = (ranges[w]![1] - ranges[w]![0]) / batch;
+          const rows = byKept ? keptIn[w]![bn.block!]! : ranges[w]![1] - ranges[w]![0];
+          if (rows === 0) return;
+          const weight = rows / total;
           const sm = s[i]!.mean[c]!;
           m += weight * sm;
           second += weight * (s[i]!.variance[c]! + sm * sm);
@@ -214,7 +230,7 @@ export class ParallelTrainableModule implements TrainableModule {
       }
       return { mean, variance };
     });
-    updateRunningStatistics(this.batchNorms, combined, batch, dropped, this.net.allVariables());
+    updateRunningStatistics(this.batchNorms, combined, batch, dropped, this.net.allVariables(), this.gathered ? blockRows : undefined);
   }
 
   async backward(saved: SavedState, dOutput: Float32Array): Promise<(tf.Tensor | undefined)[]> {

@@ -34,9 +34,15 @@ async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float
     dispose() {},
   };
   const inner = tfjsBackboneModule(resnet, k, 32);
-  const trained: { output?: Float32Array; rows?: number; keep?: Uint8Array; dOutput?: Float32Array; policyBackwards: number } = {
-    policyBackwards: 0,
-  };
+  const trained: {
+    output?: Float32Array;
+    rows?: number;
+    keep?: Uint8Array;
+    dOutput?: Float32Array;
+    policyBackwards: number;
+    /** Every ResNet forward pass: whether it kept gradients. */
+    resnetPasses: boolean[];
+  } = { policyBackwards: 0, resnetPasses: [] };
   const policyModule = tfjsPolicyModule(policy, k, 32);
   const countedPolicy: TrainableModule = {
     engine: policyModule.engine,
@@ -53,6 +59,7 @@ async function recordedStep(options: Partial<StepOptions>, teacherLogits?: Float
     outputs: inner.outputs,
     async forward(x, n, forwardOptions) {
       const out = await inner.forward(x, n, forwardOptions);
+      trained.resnetPasses.push(forwardOptions?.grad !== false);
       if (forwardOptions?.grad !== false) Object.assign(trained, { output: out.output, rows: n, keep: forwardOptions?.keep });
       return out;
     },
@@ -133,8 +140,16 @@ test('trainPolicy false skips the policy backward and leaves its weights; the Re
   assert.equal(frozen.trained.policyBackwards, 0);
   assert.deepEqual(frozen.policyAfter, frozen.policyBefore);
   assert.ok(frozen.trained.dOutput!.some((v) => v !== 0), 'the ResNet received a gradient');
+  // Nothing learns from the rewards, so only the pass the cross-entropy trains runs (here the sampled one).
+  assert.deepEqual(frozen.trained.resnetPasses, [true]);
+  assert.ok(Number.isNaN(frozen.result.correctGreedy) && Number.isNaN(frozen.result.rewardGreedy));
+  assert.ok(frozen.result.correctSampled >= 0 && frozen.result.correctSampled <= 1);
+  const onGreedy = await recordedStep({ trainPolicy: false, classifierPolicy: 'greedy' });
+  assert.deepEqual(onGreedy.trained.resnetPasses, [true]);
+  assert.ok(Number.isNaN(onGreedy.result.rewardSampled) && !Number.isNaN(onGreedy.result.rewardGreedy));
   const trainedPolicy = await recordedStep({ entropyWeight: 0.1 });
   assert.equal(trainedPolicy.trained.policyBackwards, 1);
+  assert.deepEqual(trainedPolicy.trained.resnetPasses, [false, true], 'greedy pass for the baseline, sampled pass trained');
   assert.notDeepEqual(trainedPolicy.policyAfter, trainedPolicy.policyBefore);
 });
 

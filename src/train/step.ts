@@ -100,7 +100,9 @@ export interface StepOptions {
   readonly classifierPolicy?: 'sampled' | 'greedy';
   /**
    * False freezes the policy (stage 2's --freeze-policy): its backward pass is skipped and its parameters get no
-   * gradient, so Adam leaves them (and their moments) as they are; its forward still samples the paths. Default true.
+   * gradient, so the optimiser leaves them (and their moments) as they are; its forward still samples the paths.
+   * With no policy gradient to compute, stage 2 runs only the ResNet pass the classification term trains (the
+   * greedy or the sampled policies); the other pass's statistics come back as NaN. Default true.
    */
   readonly trainPolicy?: boolean;
 }
@@ -110,7 +112,7 @@ export interface StepResult {
   /** Classification term (stage 2: cross-entropy, blended with distillation when on), else 0. */
   readonly crossEntropy: number;
   readonly gradNorm: number;
-  /** Means over the batch (sampled: over all B·M samples). */
+  /** Means over the batch (sampled: over all B·M samples); NaN for a pass the step did not run (frozen policy). */
   readonly rewardSampled: number;
   readonly rewardGreedy: number;
   readonly correctSampled: number;
@@ -156,8 +158,9 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
   const grads: (tf.Tensor | undefined)[] = [];
   try {
     // 1. Probabilities (batch statistics; the policy's running statistics are updated once), greedy and sampled policies.
-    const policyPass = await modules.policy.forward(batch.images, b);
-    saved.push(policyPass.saved!);
+    const frozen = options.trainPolicy === false;
+    const policyPass = await modules.policy.forward(batch.images, b, { grad: !frozen });
+    if (policyPass.saved) saved.push(policyPass.saved);
     const probs = policyPass.output;
     const greedy = forceLeadingBlocks(greedyPolicy(probs), k, learnable);
     const sampled = forceLeadingBlocks(
@@ -169,8 +172,8 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
 
     // 2. Rewards: the frozen ResNet (stage 1) or the training ResNet with batch statistics (stage 2; both passes
     // update its running statistics, as the original's).
-    let greedyPredicted: Int32Array;
-    let sampledPredicted: Int32Array;
+    let greedyPredicted: Int32Array | undefined;
+    let sampledPredicted: Int32Array | undefined;
     let crossEntropy = 0;
     let resnetGrad: { saved: SavedState; dLogits: Float32Array } | undefined;
     if (!options.trainResNet) {
@@ -187,19 +190,23 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       const resnet = modules.resnet!;
       // The classification term trains the ResNet on the sampled policies (the original) or on the greedy ones.
       const onGreedy = options.classifierPolicy === 'greedy';
-      const greedyPass = await resnet.forward(batch.images, b, { keep: greedy, grad: onGreedy });
-      const classes = greedyPass.output.length / b;
-      greedyPredicted = argmaxRows(greedyPass.output, b, classes);
-      let xs = batch.images;
-      if (samples > 1) {
-        xs = new Float32Array(rows * per);
-        for (let r = 0; r < rows; r++) xs.set(batch.images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
+      // A frozen policy takes no gradient from the rewards: then only the pass the classifier trains runs.
+      const greedyPass = onGreedy || !frozen ? await resnet.forward(batch.images, b, { keep: greedy, grad: onGreedy }) : undefined;
+      if (greedyPass) greedyPredicted = argmaxRows(greedyPass.output, b, greedyPass.output.length / b);
+      let sampledPass: Awaited<ReturnType<TrainableModule['forward']>> | undefined;
+      if (!onGreedy || !frozen) {
+        let xs = batch.images;
+        if (samples > 1) {
+          xs = new Float32Array(rows * per);
+          for (let r = 0; r < rows; r++) xs.set(batch.images.subarray(rowImage[r]! * per, (rowImage[r]! + 1) * per), r * per);
+        }
+        sampledPass = await resnet.forward(xs, rows, { keep: sampled, grad: !onGreedy });
+        sampledPredicted = argmaxRows(sampledPass.output, rows, sampledPass.output.length / rows);
       }
-      const sampledPass = await resnet.forward(xs, rows, { keep: sampled, grad: !onGreedy });
-      sampledPredicted = argmaxRows(sampledPass.output, rows, classes);
       const trained = onGreedy
-        ? { pass: greedyPass, rows: b, image: (r: number) => r }
-        : { pass: sampledPass, rows, image: (r: number) => rowImage[r]! };
+        ? { pass: greedyPass!, rows: b, image: (r: number) => r }
+        : { pass: sampledPass!, rows, image: (r: number) => rowImage[r]! };
+      const classes = trained.pass.output.length / trained.rows;
       saved.push(trained.pass.saved!);
       let ce = crossEntropyWithGrad(trained.pass.output, trained.rows, classes, (r) => batch.labels[trained.image(r)]!);
       if (options.distillation && options.distillation.weight > 0) {
@@ -212,33 +219,16 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
       crossEntropy = ce.loss;
       resnetGrad = { saved: trained.pass.saved!, dLogits: ce.grad };
     }
-    const greedyCorrect = correctPredictions(greedyPredicted, batch.labels);
-    const greedyReward = rewards(greedy, greedyCorrect, k, options.penalty);
-    const sampledCorrect = correctPredictions(sampledPredicted, batch.labels, samples);
-    const sampledReward = rewards(sampled, sampledCorrect, k, options.penalty);
+    const greedyCorrect = greedyPredicted && correctPredictions(greedyPredicted, batch.labels);
+    const greedyReward = greedyCorrect && rewards(greedy, greedyCorrect, k, options.penalty);
+    const sampledCorrect = sampledPredicted && correctPredictions(sampledPredicted, batch.labels, samples);
+    const sampledReward = sampledCorrect && rewards(sampled, sampledCorrect, k, options.penalty);
 
     // 3. The policy-gradient loss is a function of the probabilities [B, K] alone: its value and dLoss/ds here,
     // then the engine's backward passes (the cross-entropy's gradient reaches the ResNet only).
-    const advantage = clipAdvantages(
-      options.baseline === 'samples' ? leaveOneOutAdvantages(sampledReward, samples) : advantages(sampledReward, greedyReward, samples),
-      options.advantage,
-    );
-    const { pg, dProbs } = tf.tidy(() => {
-      const mask = learnable < k ? tf.tensor2d(curriculumMask(rows, k, learnable), [rows, k]) : undefined;
-      const policyT = tf.tensor2d(sampled, [rows, k], 'float32');
-      const advantageT = tf.tensor1d(advantage);
-      const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => {
-        let bounded = boundProbabilitiesTf(s as tf.Tensor2D, options.alpha, options.sampleFloor);
-        if (samples > 1) bounded = bounded.expandDims(1).tile([1, samples, 1]).reshape([rows, k]) as tf.Tensor2D;
-        return reinforceLoss({ bounded, policy: policyT, advantage: advantageT, mask, entropyWeight: options.entropyWeight, entropy: options.entropy });
-      })(tf.tensor2d(probs, [b, k]));
-      return { pg: value, dProbs: grad };
-    });
-    const pgValue = (await pg.data())[0]!;
-    const dProbsData = (await dProbs.data()) as Float32Array;
-    tf.dispose([pg, dProbs]);
-    if (options.trainPolicy === false) grads.push(...state.policy.variables().map(() => undefined));
-    else grads.push(...(await modules.policy.backward(policyPass.saved!, dProbsData)));
+    let pgValue = 0;
+    if (frozen) grads.push(...state.policy.variables().map(() => undefined));
+    else pgValue = await policyGradient(modules.policy, policyPass.saved!, probs, sampled, sampledReward!, greedyReward!, options, grads);
     if (resnetGrad) {
       grads.push(...(await modules.resnet!.backward(resnetGrad.saved, resnetGrad.dLogits)));
     }
@@ -260,14 +250,15 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
     state.optimizer.apply(grads);
     const used = blocksUsed(greedy, k);
     const usedSampled = blocksUsed(sampled, k);
+    const meanOf = (values: ArrayLike<number> | undefined, n: number): number => (values ? sum(values) / n : NaN);
     return {
       loss,
       crossEntropy,
       gradNorm,
-      rewardSampled: sum(sampledReward) / rows,
-      rewardGreedy: sum(greedyReward) / b,
-      correctSampled: sum(sampledCorrect) / rows,
-      correctGreedy: sum(greedyCorrect) / b,
+      rewardSampled: meanOf(sampledReward, rows),
+      rewardGreedy: meanOf(greedyReward, b),
+      correctSampled: meanOf(sampledCorrect, rows),
+      correctGreedy: meanOf(greedyCorrect, b),
       blocksSampled: sum(usedSampled) / rows,
       blocksGreedy: sum(used) / b,
       blocksGreedySq: used.reduce((acc, n) => acc + n * n, 0),
@@ -277,4 +268,40 @@ export async function blockDropStep(state: StepState, batch: Batch, options: Ste
     for (const s of saved) s.release(); // idempotent: backward released the ones it used
     tf.dispose(grads.filter((g): g is tf.Tensor => g !== undefined));
   }
+}
+
+/** REINFORCE on the probabilities: the loss value, and the policy's gradients pushed onto `grads`. */
+async function policyGradient(
+  policyModule: TrainableModule,
+  policySaved: SavedState,
+  probs: Float32Array,
+  sampled: Uint8Array,
+  sampledReward: Float32Array,
+  greedyReward: Float32Array,
+  options: StepOptions,
+  grads: (tf.Tensor | undefined)[],
+): Promise<number> {
+  const { k, learnable, samples } = options;
+  const b = probs.length / k;
+  const rows = b * samples;
+  const advantage = clipAdvantages(
+    options.baseline === 'samples' ? leaveOneOutAdvantages(sampledReward, samples) : advantages(sampledReward, greedyReward, samples),
+    options.advantage,
+  );
+  const { pg, dProbs } = tf.tidy(() => {
+    const mask = learnable < k ? tf.tensor2d(curriculumMask(rows, k, learnable), [rows, k]) : undefined;
+    const policyT = tf.tensor2d(sampled, [rows, k], 'float32');
+    const advantageT = tf.tensor1d(advantage);
+    const { value, grad } = tf.valueAndGrad((s: tf.Tensor) => {
+      let bounded = boundProbabilitiesTf(s as tf.Tensor2D, options.alpha, options.sampleFloor);
+      if (samples > 1) bounded = bounded.expandDims(1).tile([1, samples, 1]).reshape([rows, k]) as tf.Tensor2D;
+      return reinforceLoss({ bounded, policy: policyT, advantage: advantageT, mask, entropyWeight: options.entropyWeight, entropy: options.entropy });
+    })(tf.tensor2d(probs, [b, k]));
+    return { pg: value, dProbs: grad };
+  });
+  const pgValue = (await pg.data())[0]!;
+  const dProbsData = (await dProbs.data()) as Float32Array;
+  tf.dispose([pg, dProbs]);
+  grads.push(...(await policyModule.backward(policySaved, dProbsData)));
+  return pgValue;
 }

@@ -13,7 +13,7 @@ import { RunDirectory, type EvalRecord } from './run-dir.js';
 import { TrainingDivergedError } from './step.js';
 import type { RewardOracle } from './models.js';
 import { SYNTHETIC_BACKBONE, SYNTHETIC_ESSENTIAL, syntheticK, syntheticTrainingSetup, TinyPolicy } from './synthetic.js';
-import { runTraining, type TrainingSetup } from './trainer.js';
+import { beatsBest, runTraining, type TrainingSetup } from './trainer.js';
 
 before(async () => {
   await initBackend('wasm');
@@ -209,11 +209,30 @@ test('stage 2 with --freeze-policy trains the ResNet only: the policy keeps its 
     const weightsOnly = (m: TensorMap): TensorMap => new Map([...m].filter(([name]) => !isBatchNormBuffer(name)));
     const policyBefore = s.policy.toTensorMap();
     const resnetBefore = s.resnet.toTensorMap();
-    await runTraining({ ...s, config: { ...s.config, freezePolicy: true } });
+    const result = await runTraining({ ...s, config: { ...s.config, freezePolicy: true } });
+    // Only the pass the cross-entropy trains (the sampled one) ran: the greedy pass's training figures are absent.
+    assert.equal(result.last!.trainAccuracy, null);
+    assert.equal(result.last!.trainRewardGreedy, null);
+    assert.ok(result.last!.trainAccuracySampled !== null && result.last!.trainReward !== null);
     const saved = (await new RunDirectory(s.config.runDir).loadLast())!.tensors;
     const policyAfter = RunDirectory.withoutPrefix(saved, 'policy.');
     assert.ok(tensorsEqual(weightsOnly(policyBefore), weightsOnly(policyAfter)), 'policy weights changed');
     assert.ok(!tensorsEqual(policyBefore, policyAfter), 'policy running statistics did not follow the batches');
+    assert.ok(!tensorsEqual(resnetBefore, RunDirectory.withoutPrefix(saved, 'resnet.')), 'ResNet unchanged');
+  } finally {
+    s.dispose();
+  }
+});
+
+test('stage 2 with gathered blocks trains the ResNet on the ONNX engine, each block on the images that keep it', async () => {
+  const s = setup({ iterations: 2, evalEvery: 2, lr: 1e-3, entropyWeight: 0, penalty: 1 }, { stage: 2 });
+  try {
+    const resnetBefore = s.resnet.toTensorMap();
+    const logs: string[] = [];
+    const result = await runTraining({ ...s, config: { ...s.config, blockExecution: 'gathered' } }, { log: (m) => logs.push(m) });
+    assert.ok(logs.some((m) => /training passes: ONNX Runtime .*gathered blocks/.test(m)), logs.join('\n'));
+    assert.ok(result.last!.trainCrossEntropy !== null && result.last!.trainCrossEntropy > 0);
+    const saved = (await new RunDirectory(s.config.runDir).loadLast())!.tensors;
     assert.ok(!tensorsEqual(resnetBefore, RunDirectory.withoutPrefix(saved, 'resnet.')), 'ResNet unchanged');
   } finally {
     s.dispose();
@@ -285,4 +304,19 @@ test('classifier pretraining replaces the policy features and keeps its head', a
   } finally {
     s.dispose();
   }
+});
+
+test('checkpoint selection: the best score wins, and with a block budget any checkpoint within it beats one outside', () => {
+  const evaluation = (reward: number, blocksMean: number) => ({ reward, accuracy: 0.9, blocksMean });
+  const record = (reward: number, blocksMean: number) => ({ selectionScore: reward, valBlocksMean: blocksMean });
+  const free = { selectBy: 'reward' as const };
+  assert.equal(beatsBest(free, evaluation(0.3, 9), undefined), true);
+  assert.equal(beatsBest(free, evaluation(0.4, 9), record(0.3, 7)), true);
+  assert.equal(beatsBest(free, evaluation(0.3, 7), record(0.3, 9)), false, 'a tie keeps the earlier checkpoint');
+  const budget = { selectBy: 'reward' as const, selectMaxBlocks: 8 };
+  assert.equal(beatsBest(budget, evaluation(0.5, 8.5), record(0.2, 7.5)), false, 'outside the budget never beats inside');
+  assert.equal(beatsBest(budget, evaluation(0.2, 7.5), record(0.5, 8.5)), true, 'inside beats outside whatever the score');
+  assert.equal(beatsBest(budget, evaluation(0.6, 9), record(0.5, 8.5)), true, 'while none is within it, the score decides');
+  assert.equal(beatsBest(budget, evaluation(0.3, 8), record(0.25, 6)), true, 'a budget is inclusive');
+  assert.equal(beatsBest({ selectBy: 'reward', selectMaxBlocks: 0 }, evaluation(0.5, 14), record(0.4, 2)), true, '0 = no budget');
 });

@@ -32,7 +32,7 @@ export interface TrainingSetup {
   readonly stage: 1 | 2;
   readonly config: CommonConfig &
     Partial<Pick<Stage1Config, 'curriculumEvery' | 'curriculumUnit' | 'curriculumStart'>> &
-    Partial<Pick<Stage2Config, 'policyLr' | 'freezePolicy' | 'distillWeight' | 'distillTemperature' | 'classifierPolicy'>>;
+    Partial<Pick<Stage2Config, 'policyLr' | 'freezePolicy' | 'distillWeight' | 'distillTemperature' | 'classifierPolicy' | 'blockExecution'>>;
   /** Number of blocks K. */
   readonly k: number;
   readonly policy: TrainablePolicy;
@@ -102,6 +102,9 @@ export interface TrainResult {
 class StepStats {
   steps = 0;
   images = 0;
+  /** Images whose greedy / sampled pass ran (a frozen policy's stage 2 runs only the trained one). */
+  imagesGreedy = 0;
+  imagesSampled = 0;
   seconds = 0;
   loss = 0;
   crossEntropy = 0;
@@ -120,17 +123,25 @@ class StepStats {
     this.loss += r.loss;
     this.crossEntropy += r.crossEntropy;
     // Per-image means weighted by the batch size (the last batch of an epoch is smaller).
-    this.rewardSampled += r.rewardSampled * r.images;
-    this.rewardGreedy += r.rewardGreedy * r.images;
-    this.correctSampled += r.correctSampled * r.images;
-    this.correctGreedy += r.correctGreedy * r.images;
+    if (!Number.isNaN(r.rewardSampled)) {
+      this.imagesSampled += r.images;
+      this.rewardSampled += r.rewardSampled * r.images;
+      this.correctSampled += r.correctSampled * r.images;
+    }
+    if (!Number.isNaN(r.rewardGreedy)) {
+      this.imagesGreedy += r.images;
+      this.rewardGreedy += r.rewardGreedy * r.images;
+      this.correctGreedy += r.correctGreedy * r.images;
+    }
     this.blocksSampled += r.blocksSampled * r.images;
     this.blocksGreedy += r.blocksGreedy * r.images;
     this.blocksGreedySq += r.blocksGreedySq;
   }
 
-  mean(field: 'rewardSampled' | 'rewardGreedy' | 'correctSampled' | 'correctGreedy' | 'blocksSampled' | 'blocksGreedy'): number {
-    return this.images > 0 ? this[field] / this.images : 0;
+  /** The mean over the images whose pass ran; null when none did. */
+  mean(field: 'rewardSampled' | 'rewardGreedy' | 'correctSampled' | 'correctGreedy' | 'blocksSampled' | 'blocksGreedy'): number | null {
+    const n = field === 'rewardSampled' || field === 'correctSampled' ? this.imagesSampled : field === 'rewardGreedy' || field === 'correctGreedy' ? this.imagesGreedy : this.images;
+    return n > 0 ? this[field] / n : null;
   }
 }
 
@@ -145,8 +156,31 @@ function distillation(config: TrainingSetup['config']): { weight: number; temper
   return weight > 0 ? { weight, temperature: config.distillTemperature ?? 4 } : undefined;
 }
 
-function selectionScore(config: CommonConfig, e: PolicyEvaluation): number {
+type SelectionConfig = Pick<CommonConfig, 'selectBy' | 'selectMaxBlocks'>;
+
+function selectionScore(config: SelectionConfig, e: Pick<PolicyEvaluation, 'accuracy' | 'reward'>): number {
   return config.selectBy === 'accuracy' ? e.accuracy : e.reward;
+}
+
+/** Within the selection's block budget (`selectMaxBlocks`; none = every checkpoint is). */
+function withinBudget(config: SelectionConfig, blocksMean: number): boolean {
+  return !(config.selectMaxBlocks! > 0) || blocksMean <= config.selectMaxBlocks!;
+}
+
+/**
+ * Whether a new evaluation beats the best so far: a checkpoint within the block budget beats any outside it, then
+ * the higher score wins (ties keep the earlier one).
+ */
+export function beatsBest(
+  config: SelectionConfig,
+  e: Pick<PolicyEvaluation, 'accuracy' | 'reward' | 'blocksMean'>,
+  best: Pick<EvalRecord, 'valBlocksMean' | 'selectionScore'> | undefined,
+): boolean {
+  if (!best) return true;
+  const inNew = withinBudget(config, e.blocksMean);
+  const inBest = withinBudget(config, best.valBlocksMean);
+  if (inNew !== inBest) return inNew;
+  return selectionScore(config, e) > best.selectionScore;
 }
 
 export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}): Promise<TrainResult> {
@@ -194,7 +228,11 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     elapsedBefore = meta.elapsedSeconds;
     best = meta.best ?? undefined;
     last = meta.last ?? undefined;
-    if (meta.stats) Object.assign(resumedStats, meta.stats);
+    if (meta.stats) {
+      Object.assign(resumedStats, meta.stats);
+      // Checkpoints written before a step could skip a pass counted every image for both.
+      if (!('imagesGreedy' in meta.stats)) resumedStats.imagesGreedy = resumedStats.imagesSampled = resumedStats.images;
+    }
     await run.truncateMetrics(iteration, last);
     log(`resumed ${config.runDir} at iteration ${iteration} (epoch ${meta.epoch.toFixed(2)})`);
   } else {
@@ -220,9 +258,10 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
       lr,
       learnable,
       loss: stats.steps > 0 ? stats.loss / stats.steps : 0,
-      reward: stats.mean('rewardSampled'),
-      accuracy: stats.mean('correctGreedy'),
-      blocks: stats.mean('blocksGreedy'),
+      // A frozen policy's stage 2 runs one pass: the greedy one's figures, else the sampled one's.
+      reward: stats.mean('rewardSampled') ?? stats.mean('rewardGreedy') ?? 0,
+      accuracy: stats.mean('correctGreedy') ?? stats.mean('correctSampled') ?? 0,
+      blocks: stats.mean('blocksGreedy') ?? 0,
       imagesPerSecond: stats.seconds > 0 ? stats.images / stats.seconds : 0,
       elapsedSeconds: elapsed(),
       lastEval: last,
@@ -240,7 +279,7 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
       flops: setup.flops,
       onProgress: (done, total) => progress('eval', { evalDone: done, evalTotal: total }),
     });
-    const isBest = !best || selectionScore(config, evaluation) > best.selectionScore;
+    const isBest = beatsBest(config, evaluation, best);
     const record: EvalRecord = {
       iteration,
       epoch: iteration / perEpoch,
@@ -248,14 +287,13 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
       learnable,
       trainLoss: stats.steps > 0 ? stats.loss / stats.steps : null,
       trainCrossEntropy: trainResNet && stats.steps > 0 ? stats.crossEntropy / stats.steps : null,
-      trainAccuracy: stats.images > 0 ? stats.mean('correctGreedy') : null,
-      trainAccuracySampled: stats.images > 0 ? stats.mean('correctSampled') : null,
-      trainReward: stats.images > 0 ? stats.mean('rewardSampled') : null,
-      trainRewardGreedy: stats.images > 0 ? stats.mean('rewardGreedy') : null,
-      trainBlocks: stats.images > 0 ? stats.mean('blocksGreedy') : null,
-      trainBlocksStd:
-        stats.images > 0 ? Math.sqrt(Math.max(0, stats.blocksGreedySq / stats.images - stats.mean('blocksGreedy') ** 2)) : null,
-      trainBlocksSampled: stats.images > 0 ? stats.mean('blocksSampled') : null,
+      trainAccuracy: stats.mean('correctGreedy'),
+      trainAccuracySampled: stats.mean('correctSampled'),
+      trainReward: stats.mean('rewardSampled'),
+      trainRewardGreedy: stats.mean('rewardGreedy'),
+      trainBlocks: stats.mean('blocksGreedy'),
+      trainBlocksStd: stats.images > 0 ? Math.sqrt(Math.max(0, stats.blocksGreedySq / stats.images - stats.mean('blocksGreedy')! ** 2)) : null,
+      trainBlocksSampled: stats.mean('blocksSampled'),
       valImages: evaluation.images,
       valAccuracy: evaluation.accuracy,
       valReward: evaluation.reward,
@@ -321,7 +359,13 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
   let stoppedBy: TrainResult['stoppedBy'] = 'done';
   const images = new Float32Array(config.batchSize * side * side * 3);
   const workers = config.trainWorkers === undefined ? 1 : config.trainWorkers === 0 ? availableParallelism() : config.trainWorkers;
-  const modules = await createTrainModules(config.trainEngine ?? 'auto', policy, trainResNet ? resnet : undefined, { k, side, log, workers });
+  const modules = await createTrainModules(config.trainEngine ?? 'auto', policy, trainResNet ? resnet : undefined, {
+    k,
+    side,
+    log,
+    workers,
+    blockExecution: config.blockExecution ?? 'masked',
+  });
   log(`training passes: ${modules.description}`);
   try {
     for (;;) {
