@@ -75,6 +75,8 @@ export class OnnxTrainableModule implements TrainableModule {
   private readonly side: number;
   private readonly k: number;
   private readonly fetchStats: string[];
+  /** The backward graph's inputs: it reads the block decisions ('keep' or some 'rows.t') only where it needs them. */
+  private readonly backwardInputs: ReadonlySet<string>;
 
   private constructor(
     private readonly net: EngineNetwork,
@@ -88,6 +90,7 @@ export class OnnxTrainableModule implements TrainableModule {
     this.side = net.arch.inputSize;
     this.k = blockCount(net.arch);
     this.fetchStats = graphs.batchNorms.flatMap((b) => [b.meanOutput, b.varOutput]);
+    this.backwardInputs = new Set(backwardSession.inputNames);
   }
 
   static async create(net: EngineNetwork, options: OnnxModuleOptions): Promise<OnnxTrainableModule> {
@@ -197,8 +200,7 @@ export class OnnxTrainableModule implements TrainableModule {
       const feeds: Record<string, ort.Tensor> = { ...saved.tensors, dout: new ort.Tensor('float32', dOutput, [saved.batch, this.outputs]) };
       for (const key of this.graphs.backwardParams) feeds[key] = saved.params[key]!;
       if (this.graphs.backwardKeep) {
-        const reads = new Set(this.backwardSession.inputNames);
-        for (const [name, tensor] of Object.entries(saved.decisions)) if (reads.has(name)) feeds[name] = tensor;
+        for (const [name, tensor] of Object.entries(saved.decisions)) if (this.backwardInputs.has(name)) feeds[name] = tensor;
       }
       const out = await this.backwardSession.run(feeds, this.graphs.params.map((p) => p.gradOutput));
       return this.graphs.params.map((p) =>
