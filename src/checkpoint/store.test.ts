@@ -130,6 +130,17 @@ test('loadAnyCheckpoint: torch legacy, torch zip (with prefer), blockdrop safete
   assert.deepEqual((await loadAnyCheckpoint(join(dir, 'hf.safetensors'))).meta, { format: 'pt' });
 });
 
+test('loadAnyCheckpoint: prefer picks one model out of a training-state safetensors file (resnet.*, policy.*, optimizer.*)', async () => {
+  const { stem } = freshStem();
+  const state: TensorMap = new Map();
+  for (const section of ['resnet', 'policy', 'optimizer']) for (const [name, t] of tensors()) state.set(`${section}.${name}`, t);
+  await saveModelCheckpoint(stem, { tensors: state, meta });
+  assert.deepEqual((await loadAnyCheckpoint(stem, { prefer: ['resnet', 'state_dict', ''] })).tensors, tensors());
+  assert.deepEqual((await loadAnyCheckpoint(stem, { prefer: ['agent', 'policy', ''] })).tensors, tensors());
+  assert.equal((await loadAnyCheckpoint(stem, { prefer: ['agent', ''] })).tensors.size, 9, "'' keeps the whole file");
+  assert.equal((await loadAnyCheckpoint(stem)).tensors.size, 9, 'no prefer: the whole file');
+});
+
 test('loadAnyCheckpoint: unknown, empty, missing, truncated and malicious files give clear errors', async () => {
   const { dir } = freshStem();
   writeFileSync(join(dir, 'page.pt'), '<!DOCTYPE html><html>');

@@ -287,6 +287,21 @@ async function loadSafetensorsWithSidecar(source: string, bytes: Uint8Array): Pr
 }
 
 /**
+ * The safetensors counterpart of a torch file's nested state dicts: a training-state checkpoint holds `resnet.*`,
+ * `policy.*` and `optimizer.*` side by side, so the first name in `prefer` that prefixes some tensors selects those
+ * (prefix stripped); '' (or no match) keeps the whole file.
+ */
+function preferredSection(tensors: TensorMap, prefer: readonly string[]): TensorMap {
+  for (const name of prefer) {
+    if (name === '') return tensors;
+    const section: TensorMap = new Map();
+    for (const [key, t] of tensors) if (key.startsWith(`${name}.`)) section.set(key.slice(name.length + 1), t);
+    if (section.size > 0) return section;
+  }
+  return tensors;
+}
+
+/**
  * Loads the tensors of any supported checkpoint: blockdrop / plain safetensors, or a PyTorch file
  * (legacy or zip; the state dict is chosen with `options.prefer`). The format is sniffed from the
  * first bytes, not the file name. A NaN or infinity in a float tensor is an error naming it.
@@ -295,8 +310,9 @@ export async function loadAnyCheckpoint(path: string, options: LoadAnyOptions = 
   const { kind, source, bytes } = await readAny(path);
   if (kind === 'safetensors') {
     const loaded = await loadSafetensorsWithSidecar(source, bytes);
-    assertFiniteTensors(loaded.tensors, source);
-    return { kind, source, tensors: loaded.tensors, meta: loaded.meta };
+    const tensors = options.prefer ? preferredSection(loaded.tensors, options.prefer) : loaded.tensors;
+    assertFiniteTensors(tensors, source);
+    return { kind, source, tensors, meta: loaded.meta };
   }
   const ckpt = readTorchCheckpoint(bytes, source);
   const tensors = stateDict(ckpt, options.prefer);

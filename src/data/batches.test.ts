@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import { BlockdropError } from '../errors.js';
 import { CIFAR10_CLASSES, NORMALIZATIONS, type Normalization } from '../models/config.js';
 import { Rng } from '../util/rng.js';
-import { batchLabels, EpochSampler, normalizeBatch } from './batches.js';
+import { batchLabels, EpochSampler, normalizeBatch, renormalizeBatch } from './batches.js';
 import type { ImageSet } from './cifar.js';
 
 /** n hand-made 32×32 images whose every byte encodes (image, y, x, channel) distinctly enough to catch mix-ups. */
@@ -242,4 +242,19 @@ test('EpochSampler resumes exactly from a saved state, mid-epoch and at an epoch
   assert.deepEqual([...a.epochBatches()], [...b.epochBatches()]);
   assert.throws(() => EpochSampler.fromState({ ...saved, position: -1 }), BlockdropError);
   assert.throws(() => EpochSampler.fromState({ ...saved, seed: 2 ** 32 }), BlockdropError);
+});
+
+test('renormalizeBatch re-expresses one normalisation in another, as if the pixels had been normalised that way', () => {
+  const set = makeSet(3);
+  const names = Object.keys(NORMALIZATIONS) as Normalization['name'][];
+  for (const from of names) {
+    for (const to of names) {
+      const direct = normalizeBatch(set, [2, 0], NORMALIZATIONS[to]);
+      const converted = renormalizeBatch(normalizeBatch(set, [2, 0], NORMALIZATIONS[from]), NORMALIZATIONS[from], NORMALIZATIONS[to]);
+      let worst = 0;
+      for (let i = 0; i < direct.length; i++) worst = Math.max(worst, Math.abs(direct[i]! - converted[i]!));
+      assert.ok(worst < 1e-5, `${from} → ${to}: off by ${worst}`);
+    }
+  }
+  assert.throws(() => renormalizeBatch(new Float32Array(4), NORMALIZATIONS.cifar, NORMALIZATIONS.none), /whole number of RGB pixels/);
 });

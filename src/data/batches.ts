@@ -36,6 +36,21 @@ function normalizationLut(n: Normalization): Float32Array {
 }
 
 /**
+ * NHWC float32 images normalised with `from`, re-expressed in `to`'s normalisation (a per-channel affine map through
+ * pixel space), so that a teacher trained with other input statistics sees the same augmented images as the student.
+ */
+export function renormalizeBatch(images: Float32Array, from: Normalization, to: Normalization): Float32Array {
+  if (images.length % 3 !== 0) throw new RangeError(`renormalizeBatch: ${images.length} floats is not a whole number of RGB pixels`);
+  const scale = [0, 1, 2].map((c) => from.std[c]! / to.std[c]!);
+  const shift = [0, 1, 2].map((c) => (from.mean[c]! - to.mean[c]!) / to.std[c]!);
+  const out = new Float32Array(images.length);
+  for (let p = 0; p < images.length; p += 3) {
+    for (let c = 0; c < 3; c++) out[p + c] = images[p + c]! * scale[c]! + shift[c]!;
+  }
+  return out;
+}
+
+/**
  * Images `indices` of `set` as float32 NHWC [B, 32, 32, 3] of (x/255 − mean)/std.
  * With `augment`, each image gets, in torchvision order, RandomCrop(32, padding=4) — padding is 0 in pixel
  * space, so padded pixels become (0 − mean)/std — then RandomHorizontalFlip(p=0.5), then the optional cutout.

@@ -94,8 +94,11 @@ export interface CommonConfig {
   readonly backend: 'wasm' | 'cpu';
   /** Stop when |loss| exceeds this. */
   readonly lossLimit: number;
-  /** Which validation metric picks the best checkpoint. */
-  readonly selectBy: 'reward' | 'accuracy';
+  /**
+   * Which validation metric picks the best checkpoint; 'last' takes the latest evaluation (the honest choice with
+   * `trainSplit: 'trainval'`, whose validation images are training images).
+   */
+  readonly selectBy: 'reward' | 'accuracy' | 'last';
   /**
    * A block budget for that choice: checkpoints whose mean validation blocks exceed it are chosen only while no
    * checkpoint within it exists (0 = no budget). Older run directories lack it (= 0).
@@ -314,7 +317,7 @@ const COMMON_FLAGS: ConfigFlag<CommonConfig>[] = [
   { key: 'trainWorkers', flag: '--train-workers <n>', type: 'int', help: 'ONNX training engine: worker threads that split each batch (0 = one per core, 1 = one process)' },
   { key: 'backend', flag: '--backend <name>', type: 'choice', choices: ['wasm', 'cpu'], help: 'TensorFlow.js backend' },
   { key: 'lossLimit', flag: '--loss-limit <x>', type: 'number', help: 'stop when |loss| exceeds this' },
-  { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy'], help: 'validation metric that picks the best checkpoint' },
+  { key: 'selectBy', flag: '--select-by <metric>', type: 'choice', choices: ['reward', 'accuracy', 'last'], help: 'validation metric that picks the best checkpoint (last: the latest one, for --train-split trainval, which trains on the validation images)' },
   { key: 'selectMaxBlocks', flag: '--select-max-blocks <b>', type: 'number', help: 'pick the best checkpoint among those using at most b blocks per validation image on average (0 = any)' },
 ];
 
@@ -336,7 +339,7 @@ export const stage2Flags: readonly ConfigFlag<Stage2Config>[] = [
   { key: 'distillWeight', flag: '--distill <w>', type: 'number', help: 'distil a frozen teacher into the ResNet: (1 − w)·cross-entropy + w·distillation (0 = off, the reference)' },
   { key: 'distillTemperature', flag: '--distill-temperature <T>', type: 'number', help: 'softmax temperature of the distillation' },
   { key: 'classifierPolicy', flag: '--classifier-policy <kind>', type: 'choice', choices: ['sampled', 'greedy'], help: "train the ResNet's cross-entropy on the sampled policies (original) or on the greedy ones that evaluation runs" },
-  { key: 'teacher', flag: '--teacher <checkpoint>', type: 'string', help: 'teacher of --distill, run with every block (default: the --resnet checkpoint)' },
+  { key: 'teacher', flag: '--teacher <checkpoint>', type: 'string', help: 'teacher of --distill, run with every block; any depth, its own input normalisation (default: the --resnet checkpoint)' },
   { key: 'blockExecution', flag: '--block-execution <kind>', type: 'choice', choices: ['masked', 'gathered'], help: "the ResNet's training passes: masked (original: every block on every image, blended) or gathered (each block only on the images that keep it: real skipping, batch statistics of those images)" },
 ];
 

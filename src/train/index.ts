@@ -21,7 +21,7 @@ import {
   type Stage1Config,
   type Stage2Config,
 } from './config.js';
-import { createRewardOracle, loadPolicyWeights, tfjsOracle } from './models.js';
+import { createRewardOracle, loadPolicyWeights, teacherOracle, tfjsOracle } from './models.js';
 import { RunDirectory } from './run-dir.js';
 import { runTraining, type TrainHooks, type TrainResult } from './trainer.js';
 
@@ -54,18 +54,13 @@ function flopsCounter(arch: ResNetConfig): (keep: Uint8Array) => number {
 
 type LoadedBackbone = Awaited<ReturnType<typeof loadBackbone>>;
 
-/** A distillation teacher: any checkpoint whose classes and input normalisation match the ResNet being finetuned. */
+/** A distillation teacher: any checkpoint for the same classes and image size (its depth and input normalisation may differ). */
 async function loadTeacher(path: string, student: LoadedBackbone): Promise<{ model: ResNet; backbone: LoadedBackbone }> {
   const backbone = await loadBackbone(path);
   const { arch } = backbone;
   if (arch.numClasses !== student.arch.numClasses || arch.inputSize !== student.arch.inputSize) {
     throw new BlockdropError(
       `teacher ${path} (${backbone.preset}: ${arch.numClasses} classes, ${arch.inputSize}px) does not match the ResNet (${student.preset}: ${student.arch.numClasses} classes, ${student.arch.inputSize}px); pass a teacher for the same task`,
-    );
-  }
-  if (backbone.normalization.name !== student.normalization.name) {
-    throw new BlockdropError(
-      `teacher ${path} expects ${backbone.normalization.name} input normalisation, the ResNet ${student.normalization.name}; pass a teacher trained with the same normalisation`,
     );
   }
   return { model: ResNet.fromWeights(arch, backbone.tensors, { trainable: false }), backbone };
@@ -107,7 +102,12 @@ async function run(stage: 1 | 2, input: Stage1Config | Stage2Config, hooks: Trai
   // Stage 2 changes the ResNet every step: evaluate its live tfjs weights.
   const evalOracle = stage === 2 ? tfjsOracle(resnet, k, arch.inputSize) : undefined;
   const oracle = teacher
-    ? await createRewardOracle(config.engine, teacher.model, teacher.backbone, log)
+    ? teacherOracle(
+        await createRewardOracle(config.engine, teacher.model, teacher.backbone, log),
+        blockCount(teacher.backbone.arch),
+        backbone.normalization,
+        teacher.backbone.normalization,
+      )
     : (evalOracle ?? (await createRewardOracle(config.engine, resnet, backbone, log)));
   try {
     return await runTraining(

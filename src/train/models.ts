@@ -8,6 +8,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { BlockExecution } from './onnx-graph.js';
+import { renormalizeBatch } from '../data/batches.js';
 import { loadAnyCheckpoint } from '../checkpoint/store.js';
 import { blockCount } from '../models/config.js';
 import type { Normalization, ResNetConfig } from '../models/config.js';
@@ -138,6 +139,35 @@ export async function onnxOracle(
     dispose() {
       void model.release();
     },
+  };
+}
+
+/**
+ * A distillation teacher behind the oracle interface: it runs every one of its own `teacherBlocks` blocks whatever
+ * policy it is asked with (its depth may differ from the student's), on the student's images re-expressed in its own
+ * input normalisation (akamaster's ResNets expect ImageNet statistics, BlockDrop's ResNet-32 CIFAR ones).
+ */
+export function teacherOracle(
+  oracle: RewardOracle,
+  teacherBlocks: number,
+  studentNormalization: Normalization,
+  teacherNormalization: Normalization,
+): RewardOracle {
+  const same = studentNormalization.name === teacherNormalization.name;
+  const input = (images: Float32Array): Float32Array =>
+    same ? images : renormalizeBatch(images, studentNormalization, teacherNormalization);
+  const everyBlock = (rows: number): Uint8Array => new Uint8Array(rows * teacherBlocks).fill(1);
+  const { logits } = oracle;
+  return {
+    name: `teacher (${oracle.name}, every block${same ? '' : `, ${teacherNormalization.name} input`})`,
+    predict: (images, imageCount, _policy, rowImage) => oracle.predict(input(images), imageCount, everyBlock(rowImage.length), rowImage),
+    ...(logits
+      ? {
+          logits: (images: Float32Array, imageCount: number, _policy: Uint8Array, rowImage: Int32Array) =>
+            logits.call(oracle, input(images), imageCount, everyBlock(rowImage.length), rowImage),
+        }
+      : {}),
+    dispose: () => oracle.dispose(),
   };
 }
 

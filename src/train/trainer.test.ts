@@ -319,4 +319,6 @@ test('checkpoint selection: the best score wins, and with a block budget any che
   assert.equal(beatsBest(budget, evaluation(0.6, 9), record(0.5, 8.5)), true, 'while none is within it, the score decides');
   assert.equal(beatsBest(budget, evaluation(0.3, 8), record(0.25, 6)), true, 'a budget is inclusive');
   assert.equal(beatsBest({ selectBy: 'reward', selectMaxBlocks: 0 }, evaluation(0.5, 14), record(0.4, 2)), true, '0 = no budget');
+  const last = { selectBy: 'last' as const, selectMaxBlocks: 8 };
+  assert.equal(beatsBest(last, evaluation(0.1, 9), record(0.9, 7)), true, "'last' takes the latest evaluation, whatever its score or blocks");
 });

@@ -176,7 +176,7 @@ export function beatsBest(
   e: Pick<PolicyEvaluation, 'accuracy' | 'reward' | 'blocksMean'>,
   best: Pick<EvalRecord, 'valBlocksMean' | 'selectionScore'> | undefined,
 ): boolean {
-  if (!best) return true;
+  if (!best || config.selectBy === 'last') return true;
   const inNew = withinBudget(config, e.blocksMean);
   const inBest = withinBudget(config, best.valBlocksMean);
   if (inNew !== inBest) return inNew;
@@ -367,6 +367,9 @@ export async function runTraining(setup: TrainingSetup, hooks: TrainHooks = {}):
     blockExecution: config.blockExecution ?? 'masked',
   });
   log(`training passes: ${modules.description}`);
+  if (config.trainSplit === 'trainval' && config.selectBy !== 'last') {
+    log(`note: --train-split trainval trains on the validation images, so selection by validation ${config.selectBy} is not a held-out choice; --select-by last tests the final checkpoint`);
+  }
   try {
     for (;;) {
       learnable = learnableBlocks(curriculum, k, sampler.epoch, iteration);
