@@ -20,6 +20,13 @@ export interface HostTensor {
 /** Named tensors in insertion order, e.g. a state dict. */
 export type TensorMap = Map<string, HostTensor>;
 
+/** The tensors whose names start with `prefix` (e.g. `policy.`), with it stripped (empty when there are none). */
+export function tensorSection(tensors: TensorMap, prefix: string): TensorMap {
+  const out: TensorMap = new Map();
+  for (const [name, t] of tensors) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), t);
+  return out;
+}
+
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { access, readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { BlockdropError } from '../errors.js';
-import { numel, shapeString, type DType, type TensorMap } from '../tensor.js';
+import { numel, shapeString, tensorSection, type DType, type TensorMap } from '../tensor.js';
 import { removeFileDurably, writeFileAtomic } from '../util/atomic.js';
 import { oneLine, printable } from '../util/message.js';
 import { defineField, isJsonObject, type JsonObject, type JsonValue } from './json.js';
@@ -294,8 +294,7 @@ async function loadSafetensorsWithSidecar(source: string, bytes: Uint8Array): Pr
 function preferredSection(tensors: TensorMap, prefer: readonly string[]): TensorMap {
   for (const name of prefer) {
     if (name === '') return tensors;
-    const section: TensorMap = new Map();
-    for (const [key, t] of tensors) if (key.startsWith(`${name}.`)) section.set(key.slice(name.length + 1), t);
+    const section = tensorSection(tensors, `${name}.`);
     if (section.size > 0) return section;
   }
   return tensors;

@@ -16,7 +16,7 @@ import { loadAnyCheckpoint } from '../checkpoint/store.js';
 import { blockCount, type ResNetConfig } from '../models/config.js';
 import { policyFlops, resnetFlops } from '../models/flops.js';
 import { loadBackbone, type LoadedBackbone } from '../models/load.js';
-import type { TensorMap } from '../tensor.js';
+import { tensorSection, type TensorMap } from '../tensor.js';
 import { renderReport, type ReportEvaluation, type ReportResult } from './html.js';
 
 export interface RunReportOptions {
@@ -98,21 +98,15 @@ export function evaluationFromDecisions(d: PolicyDecisions, arch: ResNetConfig, 
   };
 }
 
-function withoutPrefix(tensors: TensorMap, prefix: string): TensorMap | undefined {
-  const out: TensorMap = new Map();
-  for (const [name, t] of tensors) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), t);
-  return out.size > 0 ? out : undefined;
-}
-
 /** The run's best weights: the best checkpoint (policy.*, and resnet.* after finetuning), else policy.safetensors. */
 export async function runWeights(runDir: string): Promise<{ policy: TensorMap; resnet?: TensorMap; source: string }> {
   const { RunDirectory } = await import('../train/run-dir.js');
   try {
     const best = await new RunDirectory(runDir).loadBest();
-    const policy = withoutPrefix(best.tensors, 'policy.');
-    if (policy) {
-      const resnet = withoutPrefix(best.tensors, 'resnet.');
-      return { policy, ...(resnet ? { resnet } : {}), source: `best checkpoint of ${runDir}` };
+    const policy = tensorSection(best.tensors, 'policy.');
+    if (policy.size > 0) {
+      const resnet = tensorSection(best.tensors, 'resnet.');
+      return { policy, ...(resnet.size > 0 ? { resnet } : {}), source: `best checkpoint of ${runDir}` };
     }
   } catch {
     // no best checkpoint: fall through to policy.safetensors

@@ -12,7 +12,7 @@ import { renormalizeBatch } from '../data/batches.js';
 import { loadAnyCheckpoint } from '../checkpoint/store.js';
 import { blockCount } from '../models/config.js';
 import type { Normalization, ResNetConfig } from '../models/config.js';
-import type { TensorMap } from '../tensor.js';
+import { tensorSection, type TensorMap } from '../tensor.js';
 import type { BlockDropPredictor } from '../executor/model.js';
 
 /** What evaluation needs from a policy network (PolicyNetwork fits). */
@@ -174,11 +174,8 @@ export function teacherOracle(
 /** Policy weights from a blockdrop checkpoint (`policy.*`), an original BlockDrop agent (.t7) or bare names. */
 export async function loadPolicyWeights(path: string): Promise<TensorMap> {
   const loaded = await loadAnyCheckpoint(path, { prefer: ['agent', 'net', ''] });
-  const prefixed = [...loaded.tensors.keys()].filter((n) => n.startsWith('policy.'));
-  if (prefixed.length === 0) return loaded.tensors;
-  const out: TensorMap = new Map();
-  for (const [name, t] of loaded.tensors) if (name.startsWith('policy.')) out.set(name.slice('policy.'.length), t);
-  return out;
+  const policy = tensorSection(loaded.tensors, 'policy.');
+  return policy.size > 0 ? policy : loaded.tensors;
 }
 
 /**

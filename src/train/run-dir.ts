@@ -18,7 +18,7 @@ import { loadAnyCheckpoint, saveModelCheckpoint } from '../checkpoint/store.js';
 import type { JsonObject } from '../checkpoint/json.js';
 import type { SamplerState } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
-import type { TensorMap } from '../tensor.js';
+import { tensorSection, type TensorMap } from '../tensor.js';
 import { removeStaleTempFiles, writeError, writeFileAtomic } from '../util/atomic.js';
 
 /** One line of metrics.jsonl. Train fields are means over the steps since the previous evaluation. */
@@ -223,8 +223,7 @@ export class RunDirectory {
 
   /** `prefix.name` → `name` for the tensors under `prefix`. */
   static withoutPrefix(tensors: TensorMap, prefix: string): TensorMap {
-    const out: TensorMap = new Map();
-    for (const [name, t] of tensors) if (name.startsWith(prefix)) out.set(name.slice(prefix.length), t);
+    const out = tensorSection(tensors, prefix);
     if (out.size === 0) throw new BlockdropError(`the checkpoint holds no '${prefix}*' tensors`);
     return out;
   }
