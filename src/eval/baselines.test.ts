@@ -91,7 +91,7 @@ function criticalBlockOracle(set: ImageSet, K: number, critical: number): Reward
   const o = {
     name: 'synthetic',
     calls: 0,
-    async predict(_images: Float32Array, count: number, policy: Uint8Array, rowImage: Int32Array): Promise<Int32Array> {
+    async predict(_images: Float32Array, _count: number, policy: Uint8Array, rowImage: Int32Array): Promise<Int32Array> {
       o.calls++;
       const out = new Int32Array(rowImage.length);
       for (let r = 0; r < rowImage.length; r++) {

@@ -10,7 +10,7 @@
  * backbone only: a baseline has no policy network. `policyFlops` is reported beside them for comparison with
  * BlockDrop's numbers, which include it.
  */
-import type { CifarSplit, ImageSet } from '../data/cifar.js';
+import type { ImageSet } from '../data/cifar.js';
 import { loadCifar10 } from '../data/cifar.js';
 import { normalizeBatch } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
@@ -19,7 +19,7 @@ import { blockFlops, policyFlops, stemAndHeadFlops } from '../models/flops.js';
 import { loadBackbone, type LoadedBackbone } from '../models/load.js';
 import type { RewardOracle } from '../train/models.js';
 import { Rng } from '../util/rng.js';
-import { openBackboneEngine, type EngineChoice } from './engine.js';
+import { openBackboneEngine, type BackboneRunOptions } from './engine.js';
 
 export type BaselineKind = 'firstK' | 'randomK' | 'distributeK';
 export const BASELINE_KINDS: readonly BaselineKind[] = ['firstK', 'randomK', 'distributeK'];
@@ -403,7 +403,7 @@ function perStageCounts(arch: Pick<ResNetConfig, 'blocksPerStage'>, mask: Uint8A
   });
 }
 
-export interface EvaluateBaselinesOptions {
+export interface EvaluateBaselinesOptions extends BackboneRunOptions {
   /** Backbone checkpoint path, or an already loaded backbone. */
   readonly backbone: string | LoadedBackbone;
   /** Architecture preset when `backbone` is a path (detected otherwise). */
@@ -411,16 +411,6 @@ export interface EvaluateBaselinesOptions {
   /** One budget, or several (a sweep for the trade-off plot; the full network is evaluated once, with the first). */
   readonly k: number | readonly number[];
   readonly seeds?: readonly number[];
-  /** Default 'test'. */
-  readonly split?: CifarSplit;
-  readonly limit?: number;
-  readonly dataDir?: string;
-  /** Images already loaded (instead of `split`/`dataDir`). */
-  readonly set?: ImageSet;
-  readonly engine?: EngineChoice;
-  readonly threads?: number;
-  readonly batchSize?: number;
-  readonly log?: (message: string) => void;
   readonly onProgress?: (done: number, total: number, k: number) => void;
 }
 

@@ -6,11 +6,26 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { CifarSplit, ImageSet } from '../data/cifar.js';
 import type { LoadedBackbone } from '../models/load.js';
 import { blockCount } from '../models/config.js';
 import type { RewardOracle } from '../train/models.js';
 
 export type EngineChoice = 'auto' | 'onnx' | 'tfjs';
+
+/** Which images a backbone evaluation reads and which engine runs it (shared by the baselines and the family table). */
+export interface BackboneRunOptions {
+  /** Default 'test'. */
+  readonly split?: CifarSplit;
+  readonly limit?: number;
+  readonly dataDir?: string;
+  /** Images already loaded (instead of `split`/`dataDir`). */
+  readonly set?: ImageSet;
+  readonly engine?: EngineChoice;
+  readonly threads?: number;
+  readonly batchSize?: number;
+  readonly log?: (message: string) => void;
+}
 
 export interface BackboneEngineOptions {
   /** 'auto' (default): the ONNX Runtime executor, or the tfjs forward when the export or runtime fails. */

@@ -30,7 +30,7 @@ export {
   type DecisionSummary,
   type PolicyDecisions,
 } from './decisions.js';
-export { openBackboneEngine, type BackboneEngine, type BackboneEngineOptions, type EngineChoice } from './engine.js';
+export { openBackboneEngine, type BackboneEngine, type BackboneEngineOptions, type BackboneRunOptions, type EngineChoice } from './engine.js';
 export { writeBaselineResults, type BaselineResults, type BaselineResultsOptions, type Provenance } from './results.js';
 export {
   buildTable1,

@@ -4,14 +4,14 @@
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadCifar10, type CifarSplit, type ImageSet } from '../data/cifar.js';
+import { loadCifar10 } from '../data/cifar.js';
 import { normalizeBatch } from '../data/batches.js';
 import { BlockdropError } from '../errors.js';
 import { blockCount } from '../models/config.js';
 import { resnetFlops } from '../models/flops.js';
 import { loadBackbone } from '../models/load.js';
 import type { BaselineEvaluation } from './baselines.js';
-import { openBackboneEngine, type EngineChoice } from './engine.js';
+import { openBackboneEngine, type BackboneRunOptions } from './engine.js';
 
 export type PointSource = 'ours' | 'paper';
 
@@ -112,17 +112,9 @@ export interface FamilyEvaluation {
   readonly models: readonly FamilyModelResult[];
 }
 
-export interface EvaluateFamilyOptions {
+export interface EvaluateFamilyOptions extends BackboneRunOptions {
   /** Directory of the checkpoints (see `discoverWeights`), or the files themselves. */
   readonly weights: string | readonly WeightsFile[];
-  readonly split?: CifarSplit;
-  readonly limit?: number;
-  readonly dataDir?: string;
-  readonly set?: ImageSet;
-  readonly engine?: EngineChoice;
-  readonly threads?: number;
-  readonly batchSize?: number;
-  readonly log?: (message: string) => void;
   readonly onProgress?: (preset: string, done: number, total: number) => void;
 }
 

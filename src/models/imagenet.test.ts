@@ -23,7 +23,7 @@ import { blockFlops, meanBlockDropFlops, policyFlops, resnetFlops, stemAndHeadFl
 import { loadBackbone } from './load.js';
 import { PolicyNetwork, policyWeightsFromResnet18 } from './policy.js';
 import { ResNet } from './resnet.js';
-import { detectPreset, initResNetWeights, resnetParamSpecs } from './weights.js';
+import { detectPreset, resnetParamSpecs } from './weights.js';
 
 const resnet50 = getPreset('resnet50').arch;
 const resnet101 = getPreset('resnet101').arch;

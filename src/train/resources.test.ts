@@ -18,10 +18,9 @@ import { getPreset, NORMALIZATIONS } from '../models/config.js';
 import { initResNetWeights } from '../models/weights.js';
 import type { Stage1Config } from './config.js';
 import { RunDirectory } from './run-dir.js';
-import { syntheticK, syntheticTrainingSetup } from './synthetic.js';
+import { syntheticTrainingSetup } from './synthetic.js';
 import { runTraining, type TrainingSetup } from './trainer.js';
 
-const K = syntheticK();
 const root = mkdtempSync(join(tmpdir(), 'blockdrop-resources-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 before(async () => {
