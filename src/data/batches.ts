@@ -3,7 +3,7 @@
  * sampler whose position can be saved and resumed.
  */
 import { BlockdropError } from '../errors.js';
-import type { Normalization } from '../models/config.js';
+import { normalizationLut, type Normalization } from '../models/config.js';
 import { Rng } from '../util/rng.js';
 import { CIFAR_IMAGE_BYTES, type ImageSet } from './cifar.js';
 
@@ -19,21 +19,6 @@ export interface AugmentOptions {
   readonly cutout?: number;
 }
 
-const lutCache = new Map<string, Float32Array>();
-
-/** lut[c*256 + v] = (v/255 − mean[c]) / std[c], computed in float64 then rounded once to float32. */
-function normalizationLut(n: Normalization): Float32Array {
-  const key = `${n.mean.join(',')}|${n.std.join(',')}`;
-  let lut = lutCache.get(key);
-  if (!lut) {
-    lut = new Float32Array(3 * 256);
-    for (let c = 0; c < 3; c++) {
-      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - n.mean[c]!) / n.std[c]!;
-    }
-    lutCache.set(key, lut);
-  }
-  return lut;
-}
 
 /**
  * NHWC float32 images normalised with `from`, re-expressed in `to`'s normalisation (a per-channel affine map through

@@ -20,7 +20,7 @@ import { readdirSync, statSync, type Dirent } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { extname, join, relative } from 'node:path';
 import { BlockdropError } from '../errors.js';
-import { NORMALIZATIONS, type Normalization } from '../models/config.js';
+import { NORMALIZATIONS, normalizationLut, type Normalization } from '../models/config.js';
 import { Rng } from '../util/rng.js';
 import { decodeImageRgb } from './image.js';
 import { resizeArea } from './resize.js';
@@ -282,8 +282,7 @@ export function applyTransform(img: RgbImage, t: ImageTransform, rng?: Rng): Uin
 export function normalizeImages(rgb: Uint8Array, normalization: Normalization = NORMALIZATIONS.imagenet, out?: Float32Array): Float32Array {
   const result = out ?? new Float32Array(rgb.length);
   if (result.length !== rgb.length) throw new RangeError(`normalizeImages: output has ${result.length} floats, expected ${rgb.length}`);
-  const lut = new Float32Array(768);
-  for (let c = 0; c < 3; c++) for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - normalization.mean[c]!) / normalization.std[c]!;
+  const lut = normalizationLut(normalization);
   for (let i = 0; i < rgb.length; i += 3) {
     result[i] = lut[rgb[i]!]!;
     result[i + 1] = lut[256 + rgb[i + 1]!]!;

@@ -1,6 +1,6 @@
 /** Turning user images into the exported graphs' input: normalised NCHW float32. */
 import { BlockdropError } from '../errors.js';
-import type { Normalization } from '../models/config.js';
+import { normalizationLut, type Normalization } from '../models/config.js';
 
 export type ImageLayout = 'nhwc' | 'nchw';
 
@@ -14,20 +14,6 @@ export interface ImageInputOptions {
   readonly layout?: ImageLayout;
 }
 
-const luts = new WeakMap<Normalization, Float32Array>();
-
-/** Per-channel lookup table pixel → normalised value (one read per pixel, no arithmetic). */
-function lutFor(normalization: Normalization): Float32Array {
-  let lut = luts.get(normalization);
-  if (!lut) {
-    lut = new Float32Array(768);
-    for (let c = 0; c < 3; c++) {
-      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - normalization.mean[c]!) / normalization.std[c]!;
-    }
-    luts.set(normalization, lut);
-  }
-  return lut;
-}
 
 /** NaN or ±Infinity in a float batch would come out as NaN logits and an arbitrary class: refuse it, naming where. */
 function assertFiniteImages(images: Float32Array, perImage: number): void {
@@ -99,7 +85,7 @@ export function toNchwInput(
   if (!isUint8 && layout === 'nchw') return { data: images as Float32Array, count };
   const out = new Float32Array(images.length);
   if (isUint8) {
-    const lut = lutFor(normalization);
+    const lut = normalizationLut(normalization);
     for (let n = 0; n < count; n++) {
       const src = n * perImage;
       const dst = n * perImage;

@@ -52,6 +52,26 @@ export const NORMALIZATIONS: Readonly<Record<Normalization['name'], Normalizatio
   none: { name: 'none', mean: [0, 0, 0], std: [1, 1, 1] },
 };
 
+const normalizationLuts = new Map<string, Float32Array>();
+
+/**
+ * Pixel → normalised value for every channel: lut[c·256 + v] = (v/255 − mean[c]) / std[c], computed in float64 and
+ * rounded once to float32, so every input path (training batches, image folders, the executor) gives the same floats.
+ * Cached per mean/std; callers must not write into it.
+ */
+export function normalizationLut(n: Normalization): Float32Array {
+  const key = `${n.mean.join(',')}|${n.std.join(',')}`;
+  let lut = normalizationLuts.get(key);
+  if (!lut) {
+    lut = new Float32Array(3 * 256);
+    for (let c = 0; c < 3; c++) {
+      for (let v = 0; v < 256; v++) lut[c * 256 + v] = (v / 255 - n.mean[c]!) / n.std[c]!;
+    }
+    normalizationLuts.set(key, lut);
+  }
+  return lut;
+}
+
 export const CIFAR10_CLASSES: readonly string[] = [
   'airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck',
 ];
