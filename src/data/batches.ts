@@ -19,7 +19,6 @@ export interface AugmentOptions {
   readonly cutout?: number;
 }
 
-
 /**
  * NHWC float32 images normalised with `from`, re-expressed in `to`'s normalisation (a per-channel affine map through
  * pixel space), so that a teacher trained with other input statistics sees the same augmented images as the student.

@@ -14,7 +14,6 @@ export interface ImageInputOptions {
   readonly layout?: ImageLayout;
 }
 
-
 /** NaN or ±Infinity in a float batch would come out as NaN logits and an arbitrary class: refuse it, naming where. */
 function assertFiniteImages(images: Float32Array, perImage: number): void {
   for (let i = 0; i < images.length; i++) {
